@@ -1,0 +1,110 @@
+"""The callback web server (aiohttp.web): one for the whole process.
+
+`POST /callbacks/{token}` — the token in the URL is the only proof a callback is genuine
+(the API documents no signature), so it is random (256 bits), stored only as a hash and
+compared in constant time. The body is read as a stream and cut off past the cap (gzip bodies
+are decompressed incrementally, so a gzip bomb stops at the cap too). A valid result is
+persisted with its credits in one transaction; then 200 is answered at once and delivery runs
+in the background. `GET /healthz` reports the database, the adapters and the pending count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+
+from aiohttp import web
+
+from bot.service import StoriesService
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def _json(status: int, payload: dict[str, object]) -> web.Response:
+    return web.Response(status=status, body=json.dumps(payload).encode(),
+                        content_type="application/json")
+
+
+class CallbackServer:
+    def __init__(self, service: StoriesService, store: Store, *, max_body: int,
+                 adapters_running: Callable[[], dict[str, bool]] | None = None) -> None:
+        self._service = service
+        self._store = store
+        self._max_body = max_body
+        self._adapters_running = adapters_running or (lambda: {})
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self.app = web.Application(client_max_size=max_body)
+        self.app.router.add_post("/callbacks/{token}", self.handle_callback)
+        self.app.router.add_get("/healthz", self.handle_health)
+
+    async def start(self, host: str, port: int) -> int:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server  # the bound socket tells the port the OS chose for port 0
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        log.info("callback server listening on %s:%s", host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _read_capped(self, request: web.Request) -> bytes | None:
+        """The (decompressed) body, or None when it exceeds the cap."""
+        if request.content_length is not None and request.content_length > self._max_body:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > self._max_body:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def handle_callback(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        if not TOKEN_RE.fullmatch(token):
+            return _json(404, {"error": "unknown token"})
+        try:
+            body = await self._read_capped(request)
+        except Exception as exc:  # aiohttp raises on a broken or undecodable stream
+            log.info("callback body unreadable: %s", type(exc).__name__)
+            return _json(400, {"error": "unreadable body"})
+        if body is None:
+            log.warning("callback body over %d bytes refused", self._max_body)
+            return _json(413, {"error": "body too large"})
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return _json(400, {"error": "body is not JSON"})
+        try:
+            outcome = await self._service.handle_callback(token, payload)
+        except Exception:
+            log.exception("callback handling failed")
+            return _json(500, {"error": "internal error"})
+        if outcome.status >= 400:
+            log.info("callback refused: %s (%d)", outcome.reason, outcome.status)
+        return _json(outcome.status, {"status": outcome.reason})
+
+    async def handle_health(self, request: web.Request) -> web.Response:
+        db_ok = await self._store.ping()
+        pending = await self._store.count_pending() if db_ok else None
+        adapters = self._adapters_running()
+        healthy = db_ok and all(adapters.values())
+        return _json(200 if healthy else 503, {
+            "status": "ok" if healthy else "degraded",
+            "database": db_ok,
+            "adapters": adapters,
+            "pending": pending,
+        })

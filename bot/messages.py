@@ -1,0 +1,122 @@
+"""The sentences chats see, in one place so every platform says the same thing.
+
+Texts are plain (no markup): adapters that need escaping (Telegram MarkdownV2) do it themselves.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bot.models import MediaKind, Profile, StoryItem
+
+
+def mask_key(key: str) -> str:
+    """`sk_live_abcdef…9f2c` style: enough to recognise a key, never enough to use it."""
+    key = key.strip()
+    if len(key) <= 8:
+        return "…" + key[-2:] if len(key) > 4 else "…"
+    prefix = key[:8] if key.startswith(("sk_live_", "sk_test_")) else key[:3]
+    return f"{prefix}…{key[-4:]}"
+
+
+def ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        minutes = seconds // 60
+        return f"{minutes} min ago"
+    if seconds < 86400:
+        hours = seconds // 3600
+        return f"{hours} h ago"
+    return f"{seconds // 86400} d ago"
+
+
+def duration_text(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def fetching(username: str) -> str:
+    return f"Fetching the stories of @{username}…"
+
+
+def joined(username: str) -> str:
+    return f"Fetching the stories of @{username}… (already being fetched, joining that request)"
+
+
+def no_stories(profile: Profile) -> str:
+    return f"@{profile.username} has no active stories right now."
+
+
+def delivered(profile: Profile, count: int, *, cached_at: datetime | None = None,
+              now: datetime | None = None) -> str:
+    noun = "story" if count == 1 else "stories"
+    text = f"@{profile.username}: {count} {noun}."
+    if cached_at is not None:
+        now = now or datetime.now(UTC)
+        text += f" (fetched {ago((now - cached_at).total_seconds())}, no credit used)"
+    return text
+
+
+def expired(username: str, timeout: float) -> str:
+    return (
+        f"The stories API did not answer for @{username} within {duration_text(timeout)}. "
+        "Please try again."
+    )
+
+
+def delivery_failed(username: str) -> str:
+    return f"The stories of @{username} could not be posted here. Please try again later."
+
+
+def caption(profile: Profile, item: StoryItem, index: int, total: int,
+            *, now: datetime | None = None, cached_at: datetime | None = None) -> str:
+    """`@natgeo · 3/23 · video 0:15 · taken 14:05 UTC (2 h ago)`."""
+    now = now or datetime.now(UTC)
+    taken = item.taken_at.astimezone(UTC)
+    parts = [f"@{profile.username}"]
+    if total > 1:
+        parts.append(f"{index + 1}/{total}")
+    if item.kind is MediaKind.VIDEO and item.duration:
+        minutes, seconds = divmod(round(item.duration), 60)
+        parts.append(f"video {minutes}:{seconds:02d}")
+    parts.append(f"taken {taken:%Y-%m-%d %H:%M} UTC ({ago((now - taken).total_seconds())})")
+    if cached_at is not None:
+        parts.append(f"fetched {ago((now - cached_at).total_seconds())}")
+    return " · ".join(parts)
+
+
+def too_large_link(item: StoryItem, limit_bytes: int, url: str | None = None) -> str:
+    mb = limit_bytes / (1024 * 1024)
+    what = "video" if item.kind is MediaKind.VIDEO else "photo"
+    return (f"This {what} is larger than the {mb:g} MB upload limit, so here is a link: "
+            f"{url or item.url}")
+
+
+def help_text(platform: str) -> str:
+    if platform == "discord":
+        key_help = (
+            "/apikey set — set this server's API key (admins)\n"
+            "/apikey remove — remove it (admins)\n"
+            "/limits — cap credits per day / month (admins)\n"
+        )
+    else:
+        key_help = (
+            "/setkey <key> — set this chat's API key (admins; the message is deleted)\n"
+            "/removekey — remove it (admins)\n"
+            "/limits [daily N] [monthly N] — cap credits (admins)\n"
+        )
+    return (
+        "Post the current Instagram stories of an account into this chat.\n\n"
+        "/stories <username> — e.g. /stories natgeo (also @name or a profile link)\n"
+        "/usage — this chat's requests and credits\n"
+        + key_help
+        + "/help — this message"
+    )

@@ -1,0 +1,136 @@
+"""The neutral vocabulary shared by the core, the store and every adapter.
+
+Platform objects (Telegram updates, Discord interactions) are translated into these at the edge
+of an adapter and go no further; API payloads are translated into them in `bot.api_payloads`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRef:
+    """One chat: the unit that owns an API key, caps and a credit ledger.
+
+    `chat_id` is platform-specific: a Telegram chat id, a Discord guild id, or `dm:<user_id>`
+    for a Discord direct message. `str(chat)` is the public form, e.g. `telegram:123`.
+    """
+
+    platform: str
+    chat_id: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.chat_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> ChatRef:
+        platform, sep, chat_id = text.strip().partition(":")
+        if not sep or not platform or not chat_id:
+            raise ValueError(f"not a chat reference (expected platform:id): {text!r}")
+        return cls(platform, chat_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who asked, in which chat, and where the answer goes.
+
+    `reply` is adapter-owned routing data (thread id, channel id, interaction token, the
+    command's message id...). It must be JSON-serialisable: it is persisted with the request
+    so that a restarted process can still answer.
+    """
+
+    chat: ChatRef
+    user_id: str
+    user_name: str | None = None
+    is_admin: bool = False
+    reply: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def user_ref(self) -> str:
+        return f"{self.chat.platform}:{self.user_id}"
+
+
+class MediaKind(enum.StrEnum):
+    PHOTO = "photo"
+    VIDEO = "video"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaVariant:
+    """One rendition of a story item (Instagram offers several sizes)."""
+
+    url: str
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryItem:
+    """One story, reduced to what a chat needs.
+
+    `variants` are ordered best (largest) first; `url`/`width`/`height` describe the best.
+    `preview` is a still image of a video (or the photo itself), useful where a video is too
+    large to attach.
+    """
+
+    id: str
+    kind: MediaKind
+    variants: tuple[MediaVariant, ...]
+    taken_at: datetime
+    expiring_at: datetime
+    duration: float | None = None
+    preview: MediaVariant | None = None
+
+    @property
+    def best(self) -> MediaVariant:
+        return self.variants[0]
+
+    @property
+    def url(self) -> str:
+        return self.best.url
+
+    @property
+    def width(self) -> int | None:
+        return self.best.width
+
+    @property
+    def height(self) -> int | None:
+        return self.best.height
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    username: str
+    full_name: str | None = None
+    user_id: str | None = None
+    is_private: bool = False
+    is_verified: bool = False
+    profile_pic_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoriesResult:
+    """A successful fetch: the profile and its current stories, oldest first."""
+
+    profile: Profile
+    items: tuple[StoryItem, ...]
+    credits_charged: int = 0
+    api_request_id: str | None = None
+    skipped_items: int = 0  # items of an unknown media type, or without any usable URL
+
+
+class RequestState(enum.StrEnum):
+    SUBMITTED = "submitted"
+    PROCESSING = "processing"
+    RECEIVED = "received"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (RequestState.DELIVERED, RequestState.FAILED, RequestState.EXPIRED)

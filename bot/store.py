@@ -1,0 +1,135 @@
+"""The store interface the core defines (implemented in `storage/`), and its records.
+
+Times are timezone-aware UTC datetimes. Nothing outside `storage/` writes SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from bot.models import ChatRef, Origin, RequestState
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRecord:
+    chat: ChatRef
+    api_key: str | None  # decrypted; never log it
+    key_hint: str | None  # masked form, safe to show
+    key_fingerprint: str | None  # keyed hash: groups chats that share a key
+    daily_cap: int | None = None
+    monthly_cap: int | None = None
+    key_set_by: str | None = None
+    key_set_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    id: int
+    origin: Origin
+    username: str
+    state: RequestState
+    created_at: datetime
+    deadline_at: datetime
+    key_fingerprint: str | None = None
+    source_id: int | None = None  # a shared result: the request whose fetch this one uses
+    status_ref: str | None = None
+    api_request_id: str | None = None
+    error_kind: str | None = None
+    error_detail: str | None = None
+    credits_charged: int = 0
+    received_at: datetime | None = None
+    token_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What `receive_*` did: `changed` is False for a duplicate or late callback."""
+
+    changed: bool
+    request: RequestRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePeriod:
+    requests: int
+    credits: int
+    saved: int  # credits that shared results avoided spending
+    shared: int = 0  # requests served from a shared result
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    chat: ChatRef
+    today: UsagePeriod
+    month: UsagePeriod
+    total: UsagePeriod
+    daily_cap: int | None
+    monthly_cap: int | None
+    key_hint: str | None
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> bool: ...
+
+    # chats and keys
+    async def get_chat(self, chat: ChatRef) -> ChatRecord | None: ...
+    async def set_key(self, chat: ChatRef, api_key: str, *, set_by: str,
+                      now: datetime) -> ChatRecord: ...
+    async def remove_key(self, chat: ChatRef) -> bool: ...
+    async def set_caps(self, chat: ChatRef, *, daily: int | None, monthly: int | None,
+                       now: datetime) -> ChatRecord: ...
+    def key_fingerprint(self, api_key: str) -> str: ...
+
+    # requests
+    async def create_request(self, origin: Origin, username: str, *, token_hash: str | None,
+                             key_fingerprint: str | None, now: datetime, deadline: datetime,
+                             source_id: int | None = None,
+                             state: RequestState = RequestState.SUBMITTED) -> RequestRecord: ...
+    async def get_request(self, request_id: int) -> RequestRecord | None: ...
+    async def find_by_token(self, token_hash: str) -> RequestRecord | None: ...
+    async def mark_processing(self, request_id: int, *, api_request_id: str | None,
+                              now: datetime) -> bool: ...
+    async def set_status_ref(self, request_id: int, status_ref: str | None) -> None: ...
+    async def receive_result(self, request_id: int, result_json: str, *, credits: int,
+                             api_request_id: str | None, now: datetime) -> Received: ...
+    async def receive_failure(self, request_id: int, *, kind: str, detail: str, credits: int,
+                              api_request_id: str | None, now: datetime) -> Received: ...
+    async def keep_raw_body(self, request_id: int, body: str) -> None: ...
+    async def result_json(self, request_id: int) -> str | None: ...
+    async def mark_delivered(self, request_id: int, *, now: datetime) -> None: ...
+    async def mark_failed(self, request_id: int, *, kind: str, detail: str,
+                          now: datetime) -> bool: ...
+    async def expire_due(self, now: datetime) -> list[RequestRecord]: ...
+    async def next_deadline(self) -> datetime | None: ...
+    async def requests_in_state(self, *states: RequestState) -> list[RequestRecord]: ...
+    async def followers(self, source_id: int) -> list[RequestRecord]: ...
+    async def count_pending(self) -> int: ...
+
+    async def find_shareable(self, username: str, key_fingerprint: str, *,
+                             received_since: datetime) -> RequestRecord | None: ...
+    async def open_requests(self, chat: ChatRef) -> list[RequestRecord]: ...
+    async def settle_followers(self, source_id: int, *, state: RequestState,
+                               kind: str | None, detail: str | None,
+                               now: datetime) -> list[RequestRecord]: ...
+    async def add_ledger(self, chat: ChatRef, request_id: int | None, kind: str, *,
+                         credits: int = 0, saved: int = 0, note: str | None = None,
+                         now: datetime) -> None: ...
+    async def record_late(self, request_id: int, *, credits: int, now: datetime) -> bool: ...
+    async def mark_warned(self, chat: ChatRef, *, daily_on: str | None = None,
+                          monthly_on: str | None = None) -> None: ...
+    async def warned(self, chat: ChatRef) -> tuple[str | None, str | None]: ...
+    async def all_chats(self) -> list[ChatRef]: ...
+
+    # delivery progress
+    async def item_states(self, request_id: int) -> dict[str, str]: ...
+    async def mark_items(self, request_id: int, item_ids: Sequence[str], state: str,
+                         *, now: datetime) -> None: ...
+
+    # usage
+    async def usage(self, chat: ChatRef, *, now: datetime) -> Usage: ...
+    async def ledger_total(self) -> int: ...

@@ -1,0 +1,91 @@
+"""Numbered schema migrations. Append a new entry; never edit one that has shipped."""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE chats (
+            id TEXT PRIMARY KEY,              -- 'telegram:123', 'discord:456', 'discord:dm:7'
+            platform TEXT NOT NULL,
+            api_key_enc TEXT,                 -- Fernet token under SECRET_KEY
+            key_hint TEXT,                    -- masked key, safe to show
+            key_fingerprint TEXT,             -- HMAC of the key: groups chats sharing a key
+            key_set_by TEXT,
+            key_set_at REAL,
+            daily_cap INTEGER,
+            monthly_cap INTEGER,
+            daily_warned_on TEXT,             -- '2026-11-29': the 80 % warning was given
+            monthly_warned_on TEXT,           -- '2026-11'
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            chat_id TEXT NOT NULL REFERENCES chats(id),
+            user_id TEXT NOT NULL,
+            user_name TEXT,
+            is_admin INTEGER NOT NULL DEFAULT 0,
+            reply_json TEXT NOT NULL DEFAULT '{}',
+            username TEXT NOT NULL,
+            state TEXT NOT NULL,
+            token_hash TEXT UNIQUE,
+            key_fingerprint TEXT,
+            source_id INTEGER REFERENCES requests(id),
+            status_ref TEXT,
+            api_request_id TEXT,
+            result_json TEXT,
+            raw_body TEXT,
+            error_kind TEXT,
+            error_detail TEXT,
+            credits_charged INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            deadline_at REAL NOT NULL,
+            received_at REAL,
+            finished_at REAL
+        );
+        CREATE INDEX requests_state ON requests(state, deadline_at);
+        CREATE INDEX requests_chat ON requests(chat_id, created_at);
+        CREATE INDEX requests_source ON requests(source_id);
+        CREATE TABLE deliveries (
+            request_id INTEGER NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
+            item_id TEXT NOT NULL,
+            state TEXT NOT NULL,              -- 'sending' | 'sent'
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (request_id, item_id)
+        );
+        CREATE TABLE ledger (
+            id INTEGER PRIMARY KEY,
+            chat_id TEXT NOT NULL REFERENCES chats(id),
+            request_id INTEGER REFERENCES requests(id),
+            kind TEXT NOT NULL,               -- 'charge' | 'late' | 'shared' | 'refused'
+            credits INTEGER NOT NULL DEFAULT 0, -- as reported by the API (creditsCharged)
+            saved INTEGER NOT NULL DEFAULT 0,   -- credits a shared result avoided
+            note TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX ledger_chat ON ledger(chat_id, created_at);
+        """,
+    ),
+]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration not yet applied, each in its own transaction. Returns the version."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations"
+        " (version INTEGER PRIMARY KEY, applied_at REAL)"
+    )
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    for version, script in MIGRATIONS:
+        if version in applied:
+            continue
+        # Scripts are constants of this module; `version` is an int from the same list.
+        conn.executescript("BEGIN;\n" + script + f"""
+            INSERT INTO schema_migrations(version, applied_at) VALUES ({int(version)}, unixepoch());
+            COMMIT;""")  # noqa: S608
+    return max((v for v, _ in MIGRATIONS), default=0)

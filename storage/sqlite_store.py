@@ -1,0 +1,557 @@
+"""The SQLite store (sqlite-utils), implementing `bot.store.Store`.
+
+Every call runs on one dedicated thread that owns the connection, so SQLite never blocks the
+event loop and never sees two threads. WAL mode, foreign keys on, numbered migrations.
+State changes that must agree (a result and its credits) happen in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from bot.messages import mask_key
+from bot.models import ChatRef, Origin, RequestState
+from bot.store import ChatRecord, Received, RequestRecord, Usage, UsagePeriod
+from storage.crypto import KeyCipher
+from storage.migrations import migrate
+
+T = TypeVar("T")
+
+_OPEN_STATES = (RequestState.SUBMITTED.value, RequestState.PROCESSING.value)
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _day_start(now: datetime) -> datetime:
+    now = now.astimezone(UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _month_start(now: datetime) -> datetime:
+    return _day_start(now).replace(day=1)
+
+
+class SqliteStore:
+    def __init__(self, path: Path | str, cipher: KeyCipher) -> None:
+        self._path = str(path)
+        self._cipher = cipher
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._db: sqlite_utils.Database | None = None
+
+    # plumbing -------------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        self._db = sqlite_utils.Database(conn)
+        if self._path != ":memory:":
+            self._db.enable_wal()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        migrate(conn)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.conn.close()
+            self._db = None
+
+    async def ping(self) -> bool:
+        try:
+            return await self._run(lambda: self.db.execute("SELECT 1").fetchone() == (1,))
+        except Exception:
+            return False
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self.db.conn)
+
+    # chats ----------------------------------------------------------------------------------
+
+    def key_fingerprint(self, api_key: str) -> str:
+        return self._cipher.fingerprint(api_key)
+
+    def _ensure_chat(self, chat: ChatRef, now: float) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO chats(id, platform, created_at, updated_at) VALUES (?,?,?,?)",
+            [str(chat), chat.platform, now, now],
+        )
+
+    def _chat_record(self, row: dict[str, Any]) -> ChatRecord:
+        key = self._cipher.decrypt(row["api_key_enc"]) if row["api_key_enc"] else None
+        return ChatRecord(
+            chat=ChatRef.parse(row["id"]),
+            api_key=key,
+            key_hint=row["key_hint"],
+            key_fingerprint=row["key_fingerprint"],
+            daily_cap=row["daily_cap"],
+            monthly_cap=row["monthly_cap"],
+            key_set_by=row["key_set_by"],
+            key_set_at=_dt(row["key_set_at"]),
+        )
+
+    def _get_chat(self, chat: ChatRef) -> ChatRecord | None:
+        rows = list(self.db["chats"].rows_where("id = ?", [str(chat)]))
+        return self._chat_record(rows[0]) if rows else None
+
+    async def get_chat(self, chat: ChatRef) -> ChatRecord | None:
+        return await self._run(self._get_chat, chat)
+
+    async def set_key(self, chat: ChatRef, api_key: str, *, set_by: str,
+                      now: datetime) -> ChatRecord:
+        def work() -> ChatRecord:
+            with self._tx():
+                self._ensure_chat(chat, _ts(now))
+                self.db.execute(
+                    "UPDATE chats SET api_key_enc=?, key_hint=?, key_fingerprint=?, key_set_by=?,"
+                    " key_set_at=?, updated_at=? WHERE id=?",
+                    [self._cipher.encrypt(api_key), mask_key(api_key),
+                     self._cipher.fingerprint(api_key), set_by, _ts(now), _ts(now), str(chat)],
+                )
+            record = self._get_chat(chat)
+            assert record is not None
+            return record
+
+        return await self._run(work)
+
+    async def remove_key(self, chat: ChatRef) -> bool:
+        def work() -> bool:
+            cursor = self.db.execute(
+                "UPDATE chats SET api_key_enc=NULL, key_hint=NULL, key_fingerprint=NULL,"
+                " key_set_by=NULL, key_set_at=NULL WHERE id=? AND api_key_enc IS NOT NULL",
+                [str(chat)],
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(work)
+
+    async def set_caps(self, chat: ChatRef, *, daily: int | None, monthly: int | None,
+                       now: datetime) -> ChatRecord:
+        def work() -> ChatRecord:
+            with self._tx():
+                self._ensure_chat(chat, _ts(now))
+                self.db.execute(
+                    "UPDATE chats SET daily_cap=?, monthly_cap=?, updated_at=? WHERE id=?",
+                    [daily, monthly, _ts(now), str(chat)],
+                )
+            record = self._get_chat(chat)
+            assert record is not None
+            return record
+
+        return await self._run(work)
+
+    # requests -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _request_record(row: dict[str, Any]) -> RequestRecord:
+        origin = Origin(
+            chat=ChatRef.parse(row["chat_id"]),
+            user_id=row["user_id"],
+            user_name=row["user_name"],
+            is_admin=bool(row["is_admin"]),
+            reply=json.loads(row["reply_json"] or "{}"),
+        )
+        created = _dt(row["created_at"])
+        deadline = _dt(row["deadline_at"])
+        assert created is not None and deadline is not None
+        return RequestRecord(
+            id=row["id"],
+            origin=origin,
+            username=row["username"],
+            state=RequestState(row["state"]),
+            created_at=created,
+            deadline_at=deadline,
+            key_fingerprint=row["key_fingerprint"],
+            source_id=row["source_id"],
+            status_ref=row["status_ref"],
+            api_request_id=row["api_request_id"],
+            error_kind=row["error_kind"],
+            error_detail=row["error_detail"],
+            credits_charged=row["credits_charged"] or 0,
+            received_at=_dt(row["received_at"]),
+            token_hash=row["token_hash"],
+        )
+
+    _COLUMNS = (
+        "id, chat_id, user_id, user_name, is_admin, reply_json, username, state, key_fingerprint,"
+        " source_id, status_ref, api_request_id, error_kind, error_detail, credits_charged,"
+        " created_at, deadline_at, received_at, token_hash"
+    )
+
+    def _select(self, where: str, params: Sequence[Any] = ()) -> list[RequestRecord]:
+        cursor = self.db.execute(f"SELECT {self._COLUMNS} FROM requests WHERE {where}", params)  # noqa: S608
+        names = [d[0] for d in cursor.description]
+        return [self._request_record(dict(zip(names, row, strict=True))) for row in cursor]
+
+    def _get_request(self, request_id: int) -> RequestRecord | None:
+        found = self._select("id = ?", [request_id])
+        return found[0] if found else None
+
+    async def create_request(self, origin: Origin, username: str, *, token_hash: str | None,
+                             key_fingerprint: str | None, now: datetime, deadline: datetime,
+                             source_id: int | None = None,
+                             state: RequestState = RequestState.SUBMITTED) -> RequestRecord:
+        def work() -> RequestRecord:
+            with self._tx():
+                self._ensure_chat(origin.chat, _ts(now))
+                cursor = self.db.execute(
+                    "INSERT INTO requests(chat_id, user_id, user_name, is_admin, reply_json,"
+                    " username, state, token_hash, key_fingerprint, source_id, created_at,"
+                    " updated_at, deadline_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [str(origin.chat), origin.user_id, origin.user_name, int(origin.is_admin),
+                     json.dumps(origin.reply), username, state.value, token_hash,
+                     key_fingerprint, source_id, _ts(now), _ts(now), _ts(deadline)],
+                )
+                request_id = cursor.lastrowid
+            record = self._get_request(int(request_id or 0))
+            assert record is not None
+            return record
+
+        return await self._run(work)
+
+    async def get_request(self, request_id: int) -> RequestRecord | None:
+        return await self._run(self._get_request, request_id)
+
+    async def find_by_token(self, token_hash: str) -> RequestRecord | None:
+        def work() -> RequestRecord | None:
+            found = self._select("token_hash = ?", [token_hash])
+            return found[0] if found else None
+
+        return await self._run(work)
+
+    async def mark_processing(self, request_id: int, *, api_request_id: str | None,
+                              now: datetime) -> bool:
+        def work() -> bool:
+            cursor = self.db.execute(
+                "UPDATE requests SET state=?, api_request_id=COALESCE(api_request_id, ?),"
+                " updated_at=? WHERE id=? AND state=?",
+                [RequestState.PROCESSING.value, api_request_id, _ts(now), request_id,
+                 RequestState.SUBMITTED.value],
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(work)
+
+    async def set_status_ref(self, request_id: int, status_ref: str | None) -> None:
+        await self._run(lambda: self.db.execute(
+            "UPDATE requests SET status_ref=? WHERE id=?", [status_ref, request_id]))
+
+    def _receive(self, request_id: int, *, state: RequestState, result_json: str | None,
+                 kind: str | None, detail: str | None, credits: int,
+                 api_request_id: str | None, now: datetime) -> Received:
+        with self._tx():
+            placeholders = ",".join("?" * len(_OPEN_STATES))
+            cursor = self.db.execute(
+                "UPDATE requests SET state=?, result_json=?, error_kind=?, error_detail=?,"  # noqa: S608
+                " credits_charged=?, api_request_id=COALESCE(?, api_request_id),"
+                " received_at=?, updated_at=?, finished_at=CASE WHEN ?='failed' THEN ? END"
+                f" WHERE id=? AND state IN ({placeholders})",
+                [state.value, result_json, kind, detail, credits, api_request_id, _ts(now),
+                 _ts(now), state.value, _ts(now), request_id, *_OPEN_STATES],
+            )
+            changed = cursor.rowcount > 0
+            if changed:
+                record = self._get_request(request_id)
+                assert record is not None
+                self._ledger(record.origin.chat, request_id, "charge", credits, 0,
+                             kind or "result", now)
+        return Received(changed, self._get_request(request_id))
+
+    async def receive_result(self, request_id: int, result_json: str, *, credits: int,
+                             api_request_id: str | None, now: datetime) -> Received:
+        return await self._run(lambda: self._receive(
+            request_id, state=RequestState.RECEIVED, result_json=result_json, kind=None,
+            detail=None, credits=credits, api_request_id=api_request_id, now=now))
+
+    async def receive_failure(self, request_id: int, *, kind: str, detail: str, credits: int,
+                              api_request_id: str | None, now: datetime) -> Received:
+        return await self._run(lambda: self._receive(
+            request_id, state=RequestState.FAILED, result_json=None, kind=kind, detail=detail,
+            credits=credits, api_request_id=api_request_id, now=now))
+
+    async def keep_raw_body(self, request_id: int, body: str) -> None:
+        await self._run(lambda: self.db.execute(
+            "UPDATE requests SET raw_body=? WHERE id=?", [body, request_id]))
+
+    async def result_json(self, request_id: int) -> str | None:
+        def work() -> str | None:
+            row = self.db.execute(
+                "SELECT result_json FROM requests WHERE id=?", [request_id]).fetchone()
+            return row[0] if row else None
+
+        return await self._run(work)
+
+    async def mark_delivered(self, request_id: int, *, now: datetime) -> None:
+        await self._run(lambda: self.db.execute(
+            "UPDATE requests SET state=?, updated_at=?, finished_at=? WHERE id=? AND state=?",
+            [RequestState.DELIVERED.value, _ts(now), _ts(now), request_id,
+             RequestState.RECEIVED.value]))
+
+    async def mark_failed(self, request_id: int, *, kind: str, detail: str,
+                          now: datetime) -> bool:
+        def work() -> bool:
+            cursor = self.db.execute(
+                "UPDATE requests SET state=?, error_kind=?, error_detail=?, updated_at=?,"
+                " finished_at=? WHERE id=? AND state NOT IN ('delivered','failed','expired')",
+                [RequestState.FAILED.value, kind, detail[:500], _ts(now), _ts(now), request_id],
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(work)
+
+    async def expire_due(self, now: datetime) -> list[RequestRecord]:
+        def work() -> list[RequestRecord]:
+            with self._tx():
+                due = self._select(
+                    "state IN (?,?) AND deadline_at <= ? AND source_id IS NULL",
+                    [*_OPEN_STATES, _ts(now)],
+                )
+                # Requests sharing an expiring fetch expire with it.
+                for record in list(due):
+                    due.extend(self._select("source_id = ? AND state IN (?,?)",
+                                            [record.id, *_OPEN_STATES]))
+                for record in due:
+                    self.db.execute(
+                        "UPDATE requests SET state=?, updated_at=?, finished_at=? WHERE id=?",
+                        [RequestState.EXPIRED.value, _ts(now), _ts(now), record.id],
+                    )
+            return due
+
+        return await self._run(work)
+
+    async def next_deadline(self) -> datetime | None:
+        def work() -> datetime | None:
+            row = self.db.execute(
+                "SELECT MIN(deadline_at) FROM requests WHERE state IN (?,?) AND source_id IS NULL",
+                list(_OPEN_STATES),
+            ).fetchone()
+            return _dt(row[0]) if row else None
+
+        return await self._run(work)
+
+    async def requests_in_state(self, *states: RequestState) -> list[RequestRecord]:
+        placeholders = ",".join("?" * len(states))
+        return await self._run(
+            self._select, f"state IN ({placeholders}) ORDER BY id", [s.value for s in states])
+
+    async def followers(self, source_id: int) -> list[RequestRecord]:
+        return await self._run(self._select, "source_id = ? ORDER BY id", [source_id])
+
+    async def count_pending(self) -> int:
+        def work() -> int:
+            row = self.db.execute(
+                "SELECT COUNT(*) FROM requests WHERE state IN (?,?,?)",
+                [*_OPEN_STATES, RequestState.RECEIVED.value],
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(work)
+
+    async def find_shareable(self, username: str, key_fingerprint: str, *,
+                             received_since: datetime) -> RequestRecord | None:
+        """The latest fetch of `username` with this key that is still open, or whose result
+        arrived after `received_since` (a recent success)."""
+        def work() -> RequestRecord | None:
+            found = self._select(
+                "username = ? AND key_fingerprint = ? AND source_id IS NULL AND ("
+                " state IN (?,?) OR (state IN (?,?) AND received_at >= ?))"
+                " ORDER BY id DESC LIMIT 1",
+                [username, key_fingerprint, *_OPEN_STATES, RequestState.RECEIVED.value,
+                 RequestState.DELIVERED.value, _ts(received_since)],
+            )
+            return found[0] if found else None
+
+        return await self._run(work)
+
+    async def open_requests(self, chat: ChatRef) -> list[RequestRecord]:
+        return await self._run(
+            self._select, "chat_id = ? AND state IN (?,?,?) ORDER BY id",
+            [str(chat), *_OPEN_STATES, RequestState.RECEIVED.value])
+
+    async def settle_followers(self, source_id: int, *, state: RequestState,
+                               kind: str | None, detail: str | None,
+                               now: datetime) -> list[RequestRecord]:
+        """Move the open requests sharing `source_id`'s fetch to `state` (received or failed);
+        a received follower gets a 'shared' ledger line with the credits it saved."""
+        def work() -> list[RequestRecord]:
+            with self._tx():
+                followers = self._select("source_id = ? AND state IN (?,?)",
+                                         [source_id, *_OPEN_STATES])
+                source = self._get_request(source_id)
+                saved = source.credits_charged if source else 0
+                for record in followers:
+                    self.db.execute(
+                        "UPDATE requests SET state=?, error_kind=?, error_detail=?,"
+                        " received_at=?, updated_at=? WHERE id=?",
+                        [state.value, kind, detail, _ts(now), _ts(now), record.id],
+                    )
+                    if state is RequestState.RECEIVED:
+                        self._ledger(record.origin.chat, record.id, "shared", 0, saved, None,
+                                     now)
+            return [r for r in (self._get_request(f.id) for f in followers) if r is not None]
+
+        return await self._run(work)
+
+    def _ledger(self, chat: ChatRef, request_id: int | None, kind: str, credits: int,
+                saved: int, note: str | None, now: datetime) -> None:
+        self.db.execute(
+            "INSERT INTO ledger(chat_id, request_id, kind, credits, saved, note, created_at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [str(chat), request_id, kind, credits, saved, note, _ts(now)],
+        )
+
+    async def add_ledger(self, chat: ChatRef, request_id: int | None, kind: str, *,
+                         credits: int = 0, saved: int = 0, note: str | None = None,
+                         now: datetime) -> None:
+        def work() -> None:
+            with self._tx():
+                self._ensure_chat(chat, _ts(now))
+                self._ledger(chat, request_id, kind, credits, saved, note, now)
+
+        await self._run(work)
+
+    async def record_late(self, request_id: int, *, credits: int, now: datetime) -> bool:
+        """A callback for an expired request: keep what the API charged, once."""
+        def work() -> bool:
+            with self._tx():
+                record = self._get_request(request_id)
+                if record is None or record.received_at is not None:
+                    return False
+                self.db.execute("UPDATE requests SET received_at=?, credits_charged=? WHERE id=?",
+                                [_ts(now), credits, request_id])
+                self._ledger(record.origin.chat, request_id, "late", credits, 0, None, now)
+                return True
+
+        return await self._run(work)
+
+    async def mark_warned(self, chat: ChatRef, *, daily_on: str | None = None,
+                          monthly_on: str | None = None) -> None:
+        def work() -> None:
+            if daily_on is not None:
+                self.db.execute("UPDATE chats SET daily_warned_on=? WHERE id=?",
+                                [daily_on, str(chat)])
+            if monthly_on is not None:
+                self.db.execute("UPDATE chats SET monthly_warned_on=? WHERE id=?",
+                                [monthly_on, str(chat)])
+
+        await self._run(work)
+
+    async def warned(self, chat: ChatRef) -> tuple[str | None, str | None]:
+        def work() -> tuple[str | None, str | None]:
+            row = self.db.execute(
+                "SELECT daily_warned_on, monthly_warned_on FROM chats WHERE id=?",
+                [str(chat)]).fetchone()
+            return (row[0], row[1]) if row else (None, None)
+
+        return await self._run(work)
+
+    async def all_chats(self) -> list[ChatRef]:
+        return await self._run(lambda: [
+            ChatRef.parse(row[0])
+            for row in self.db.execute("SELECT id FROM chats ORDER BY id")])
+
+    # delivery progress ---------------------------------------------------------------------
+
+    async def item_states(self, request_id: int) -> dict[str, str]:
+        def work() -> dict[str, str]:
+            cursor = self.db.execute(
+                "SELECT item_id, state FROM deliveries WHERE request_id=?", [request_id])
+            return {row[0]: row[1] for row in cursor}
+
+        return await self._run(work)
+
+    async def mark_items(self, request_id: int, item_ids: Sequence[str], state: str,
+                         *, now: datetime) -> None:
+        def work() -> None:
+            with self._tx():
+                self.db.conn.executemany(
+                    "INSERT INTO deliveries(request_id, item_id, state, updated_at)"
+                    " VALUES (?,?,?,?) ON CONFLICT(request_id, item_id)"
+                    " DO UPDATE SET state=excluded.state, updated_at=excluded.updated_at",
+                    [(request_id, item_id, state, _ts(now)) for item_id in item_ids],
+                )
+
+        await self._run(work)
+
+    # usage ------------------------------------------------------------------------------------
+
+    def _period(self, chat: ChatRef, since: datetime | None) -> UsagePeriod:
+        where, params = "chat_id = ?", [str(chat)]
+        if since is not None:
+            where += " AND created_at >= ?"
+            params.append(_ts(since))
+        requests = self.db.execute(
+            f"SELECT COUNT(*) FROM requests WHERE {where}", params).fetchone()[0]  # noqa: S608
+        credits, saved, shared = self.db.execute(
+            "SELECT COALESCE(SUM(credits), 0), COALESCE(SUM(saved), 0),"  # noqa: S608
+            " COALESCE(SUM(kind = 'shared'), 0)"
+            f" FROM ledger WHERE {where}", params).fetchone()
+        return UsagePeriod(requests=int(requests), credits=int(credits), saved=int(saved),
+                           shared=int(shared))
+
+    async def usage(self, chat: ChatRef, *, now: datetime) -> Usage:
+        def work() -> Usage:
+            record = self._get_chat(chat)
+            return Usage(
+                chat=chat,
+                today=self._period(chat, _day_start(now)),
+                month=self._period(chat, _month_start(now)),
+                total=self._period(chat, None),
+                daily_cap=record.daily_cap if record else None,
+                monthly_cap=record.monthly_cap if record else None,
+                key_hint=record.key_hint if record else None,
+            )
+
+        return await self._run(work)
+
+    async def ledger_total(self) -> int:
+        def work() -> int:
+            return int(self.db.execute("SELECT COALESCE(SUM(credits),0) FROM ledger").fetchone()[0])
+
+        return await self._run(work)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT/ROLLBACK on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
