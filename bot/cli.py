@@ -112,7 +112,7 @@ async def _demo(args: argparse.Namespace) -> int:
         eternalsocial_api_url=emulator.base_url,
         default_api_key="demo-key",
         database_path=workdir / "demo.sqlite3",
-        secret_key="demo-secret-not-for-production",
+        secret_key="demo-secret-not-for-production",  # noqa: S106 - a throwaway database
         callback_host="127.0.0.1",
         callback_port=0,
         telegram_bot_token=None,
@@ -246,7 +246,8 @@ async def _fetch_via_webhook(api: Any, key: str, username: str, settings: Settin
     await runner.setup()
     await web.TCPSite(runner, settings.callback_host, settings.callback_port).start()
     try:
-        answer = await api.request_stories(key, username, f"{settings.callback_base}/callbacks/{token}")
+        webhook = f"{settings.callback_base}/callbacks/{token}"
+        answer = await api.request_stories(key, username, webhook)
         if not hasattr(answer, "api_request_id") or hasattr(answer, "items"):
             return answer
         print(f"accepted (request {answer.api_request_id}); waiting for the callback…",
@@ -314,7 +315,7 @@ async def _usage(args: argparse.Namespace, settings: Settings) -> int:
               f"{'cr total':>8} {'saved':>6} {'daily cap':>9} {'monthly cap':>11}")
     print(header)
     for u in reports:
-        print(f"{str(u.chat):<28} {(u.key_hint or '-'):<18} {u.today.requests:>9} "
+        print(f"{u.chat!s:<28} {(u.key_hint or '-'):<18} {u.today.requests:>9} "
               f"{u.today.credits:>8} {u.month.credits:>8} {u.total.credits:>8} "
               f"{u.total.saved:>6} {_cap(u.daily_cap):>9} {_cap(u.monthly_cap):>11}")
     if not reports:

@@ -120,3 +120,23 @@ def help_text(platform: str) -> str:
         + key_help
         + "/help — this message"
     )
+
+
+def smaller_version_note(item: StoryItem, limit_bytes: int, url: str | None = None) -> str:
+    """An item attached in a smaller rendition because its best one is over the upload limit."""
+    mb = limit_bytes / (1024 * 1024)
+    what = "video" if item.kind is MediaKind.VIDEO else "photo"
+    return (f"The full-quality {what} is larger than the {mb:g} MB upload limit, so a smaller "
+            f"version is attached. Full quality: {url or item.url}")
+
+
+def unavailable_link(item: StoryItem, url: str | None = None) -> str:
+    """An item whose media could not be downloaded for upload (the link may still work)."""
+    what = "video" if item.kind is MediaKind.VIDEO else "photo"
+    return f"This {what} could not be uploaded here, so here is a link: {url or item.url}"
+
+
+def key_message_not_deleted() -> str:
+    """After /setkey, when the platform would not let the bot delete the message with the key."""
+    return ("I could not delete your message with the key: please delete it yourself, and give "
+            "me the right to delete messages so I can do it next time.")

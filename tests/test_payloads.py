@@ -1,0 +1,110 @@
+"""Parsing of API bodies: the documented shapes and real, looser Instagram payloads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import codec
+from bot.api_payloads import result_or_error
+from bot.errors import (
+    AccountNotFound,
+    AccountPrivate,
+    OutOfCredits,
+    UnexpectedResponse,
+    UpstreamUnavailable,
+)
+from bot.models import MediaKind
+
+DATA = Path(__file__).parent / "data"
+
+
+def envelope(reel: dict[str, Any], credits: int = 1) -> dict[str, Any]:
+    return {"success": True, "requestId": "req-1",
+            "data": {"id": reel.get("id"), "user": reel.get("user"), "items": reel.get("items")},
+            "itemCount": len(reel.get("items") or []), "creditsCharged": credits}
+
+
+def test_2026_natgeo_three_videos() -> None:
+    reel = json.loads((DATA / "ig-reel-2026-natgeo-3-videos.json").read_text())["reel"]
+    result = result_or_error(envelope(reel), username="natgeo")
+    assert result.profile.username == "natgeo"
+    assert result.profile.user_id == "787132"
+    assert result.credits_charged == 1
+    assert len(result.items) == 3
+    assert all(i.kind is MediaKind.VIDEO for i in result.items)
+    first = result.items[0]
+    assert first.width == 720 and first.height == 1280
+    assert first.duration is not None and 13 < first.duration < 15
+    assert first.preview is not None and first.preview.width == 640
+    assert [i.taken_at for i in result.items] == sorted(i.taken_at for i in result.items)
+    assert (first.expiring_at - first.taken_at).total_seconds() == 86400
+    # big-integer ids survive exactly, as strings
+    assert all("_787132" in i.id for i in result.items)
+
+
+def test_2018_private_api_strings_and_masked_ids() -> None:
+    reel = json.loads((DATA / "ig-reel-2018-private-api.json").read_text())["data"]
+    result = result_or_error(envelope(reel), username="whoever")
+    assert len(result.items) == 1
+    item = result.items[0]
+    assert item.kind is MediaKind.PHOTO
+    assert item.width == 1080 and item.height == 1920  # the largest candidate first
+    assert item.taken_at.timestamp() == 1533822620  # "taken_at" was a string
+
+
+def test_partial_item_is_skipped_not_fatal() -> None:
+    reel = json.loads((DATA / "ig-reel-2026-natgeo-partial.json").read_text())["reel"]
+    result = result_or_error(envelope(reel), username="natgeo")
+    assert result.items == ()
+    assert result.skipped_items == 1
+    assert result.profile.full_name == "National Geographic"
+
+
+def test_loose_items() -> None:
+    photo = {"id": 1, "taken_at": "1700000000", "media_type": 1, "video_versions": None,
+             "image_versions2": {"candidates": [
+                 {"url": "https://x/small.jpg?oe=1", "width": 240, "height": 426},
+                 {"url": "https://x/big.jpg?oe=1&sig=a", "width": "1080", "height": 1920}]}}
+    video = {"pk": 3870193736105885141, "taken_at": 1700000100, "expiring_at": None,
+             "media_type": 2, "video_duration": "7.5",
+             "video_versions": [{"type": 101, "url": "https://x/v.mp4", "width": 720,
+                                 "height": 1280, "id": "9v"}],
+             "image_versions2": {"candidates": []}}
+    unknown = {"id": "u", "taken_at": 1700000050, "media_type": 8,
+               "image_versions2": {"candidates": [{"url": "https://x/c.jpg"}]}}
+    no_url = {"id": "n", "taken_at": 1700000060, "media_type": 1, "image_versions2": None}
+    junk = ["not a dict", None, 42]
+    body = {"success": True, "requestId": 77, "data": {
+        "id": 5, "user": {"pk": 5, "username": "Someone", "is_private": False},
+        "items": [video, unknown, photo, no_url, *junk, photo]}, "creditsCharged": "2"}
+    result = result_or_error(body, username="someone")
+    assert [i.kind for i in result.items] == [MediaKind.PHOTO, MediaKind.VIDEO]
+    assert result.items[0].url == "https://x/big.jpg?oe=1&sig=a"  # query string untouched
+    assert result.items[1].id == "3870193736105885141"
+    assert result.items[1].duration == 7.5
+    assert (result.items[1].expiring_at - result.items[1].taken_at).total_seconds() == 86400
+    assert result.api_request_id == "77"
+    assert result.credits_charged == 2
+    assert result.skipped_items == 6  # unknown type, no URL, 3 junk entries, one duplicate
+    assert codec.loads(codec.dumps(result)) == result
+
+
+@pytest.mark.parametrize("body,error", [
+    ({"success": False, "error": "User not found", "requestId": "r"}, AccountNotFound),
+    ({"success": False, "error": "This account is private"}, AccountPrivate),
+    ({"success": False, "error": "Insufficient credits"}, OutOfCredits),
+    ({"success": False, "error": "Instagram is down"}, UpstreamUnavailable),
+    ({"success": False}, UnexpectedResponse),
+    ({"hello": "world"}, UnexpectedResponse),
+    ([1, 2], UnexpectedResponse),
+    ("text", UnexpectedResponse),
+    ({"success": True, "status": "processing"}, UnexpectedResponse),
+    ({"success": True, "data": "nope"}, UnexpectedResponse),
+])
+def test_failure_shapes(body: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        result_or_error(body, username="x")

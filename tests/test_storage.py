@@ -1,0 +1,74 @@
+"""The SQLite store: migrations, key encryption at rest, the generated secret file."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.models import ChatRef
+from storage.crypto import KeyCipher, load_or_create_secret
+from storage.sqlite_store import SqliteStore
+
+KEY = "sk_live_supersecret_0123456789_9f2c"
+
+
+def db_bytes(path: Path) -> bytes:
+    data = b""
+    for suffix in ("", "-wal", "-shm"):
+        candidate = Path(str(path) + suffix)
+        if candidate.exists():
+            data += candidate.read_bytes()
+    return data
+
+
+async def test_key_is_encrypted_at_rest(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    store = SqliteStore(path, KeyCipher(load_or_create_secret(path)))
+    await store.open()
+    chat = ChatRef("telegram", "-1001")
+    now = datetime.now(UTC)
+    record = await store.set_key(chat, KEY, set_by="telegram:5", now=now)
+    assert record.api_key == KEY
+    assert record.key_hint == "sk_live_…9f2c"
+    assert KEY.encode() not in db_bytes(path)
+    assert b"supersecret" not in db_bytes(path)
+    await store.close()
+    assert KEY.encode() not in db_bytes(path)
+
+    # the generated secret is private to the owner, and reopening reads the key back
+    secret_file = tmp_path / "bot.sqlite3.secret"
+    assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
+    again = SqliteStore(path, KeyCipher(load_or_create_secret(path)))
+    await again.open()
+    assert (await again.get_chat(chat)).api_key == KEY
+    assert await again.remove_key(chat) is True
+    assert (await again.get_chat(chat)).api_key is None
+    await again.close()
+
+
+async def test_wrong_secret_cannot_read_keys(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    store = SqliteStore(path, KeyCipher("one secret"))
+    await store.open()
+    await store.set_key(ChatRef("discord", "9"), KEY, set_by="discord:1", now=datetime.now(UTC))
+    await store.close()
+    other = SqliteStore(path, KeyCipher("another secret"))
+    await other.open()
+    record = await other.get_chat(ChatRef("discord", "9"))
+    assert record is not None and record.api_key is None
+    await other.close()
+
+
+async def test_migrations_are_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    for _ in range(2):
+        store = SqliteStore(path, KeyCipher("s"))
+        await store.open()
+        assert await store.ping()
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        versions = [r[0] for r in store.db.execute("SELECT version FROM schema_migrations")]
+        assert versions == [1]
+        await store.close()
