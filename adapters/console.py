@@ -139,9 +139,7 @@ class ConsoleAdapter:
         argument = argument.strip()
         try:
             if command == "/stories":
-                force = argument.startswith("--fresh ")
-                await self._service.request_stories(
-                    origin, argument.removeprefix("--fresh ").strip(), force=force)
+                await self._service.request_stories(origin, argument)
             elif command == "/setkey":
                 await self.send_text(origin, await self._service.set_key(origin, argument))
             elif command == "/removekey":

@@ -169,7 +169,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     if args.webhook_delay is not None:
         config.webhook_delay = args.webhook_delay
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, config))
+        asyncio.run(serve(args.host, args.port, config, public_url=args.public_url))
     return 0
 
 
@@ -367,7 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=3222)
     p.add_argument("--key", action="append", metavar="KEY[:CREDITS]",
                    help="accept this API key (repeatable); default: demo-key")
-    p.add_argument("--webhook-delay", type=float, default=None)
+    p.add_argument("--webhook-delay", type=float, default=None,
+                   help="seconds before a result is POSTed to the webhook")
+    p.add_argument("--public-url", default=None,
+                   help="root used in media URLs (when listening on 0.0.0.0)")
     p.set_defaults(func=cmd_emulator)
 
     p = sub.add_parser("fetch", help="fetch one account's stories once and print a table")

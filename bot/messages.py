@@ -116,6 +116,7 @@ def help_text(platform: str) -> str:
     return (
         "Post the current Instagram stories of an account into this chat.\n\n"
         "/stories <username> — e.g. /stories natgeo (also @name or a profile link)\n"
+        "/stories <username> fresh — fetch again instead of reusing a recent result (admins)\n"
         "/usage — this chat's requests and credits\n"
         + key_help
         + "/help — this message"

@@ -17,8 +17,10 @@ DEFAULT_WINDOWS: tuple[tuple[float, int], ...] = ((60.0, 60), (3600.0, 1000), (8
 
 class KeyRateLimiter:
     def __init__(self, windows: tuple[tuple[float, int], ...] = DEFAULT_WINDOWS,
-                 *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._windows = tuple((span, limit) for span, limit in windows if limit > 0)
+                 *, clock: Callable[[], float] = time.monotonic, margin: float = 1.0) -> None:
+        # `margin` widens each window a little: the API counts a request when it arrives,
+        # a moment after it was booked here.
+        self._windows = tuple((span + margin, limit) for span, limit in windows if limit > 0)
         self._clock = clock
         self._booked: dict[str, deque[float]] = {}
 

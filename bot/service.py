@@ -20,7 +20,7 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -99,12 +99,14 @@ class _Tracker:
 class StoriesService:
     def __init__(self, settings: Settings, store: Store, api: StoriesApiClient, *,
                  clock: Clock = utc_now, limiter: KeyRateLimiter | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  delivery_attempts: int = 3, delivery_backoff: float = 2.0) -> None:
         self._settings = settings
         self._store = store
         self._api = api
         self._clock = clock
         self._limiter = limiter or KeyRateLimiter()
+        self._sleep = sleep
         self._delivery_attempts = delivery_attempts
         self._delivery_backoff = delivery_backoff
         self._adapters: dict[str, ChatAdapter] = {}
@@ -223,7 +225,10 @@ class StoriesService:
 
     async def request_stories(self, origin: Origin, argument: str, *, force: bool = False) -> None:
         """`/stories <argument>`: validate, check limits, then fetch or share. Never raises a
-        `StoriesBotError`: refusals are told to the chat."""
+        `StoriesBotError`: refusals are told to the chat. `natgeo fresh` (or `force=True`)
+        skips shared results: admins only."""
+        argument, fresh = split_fresh(argument)
+        force = force or fresh
         try:
             await self._request_stories(origin, argument, force=force)
         except StoriesBotError as exc:
@@ -251,9 +256,10 @@ class StoriesService:
                 user_message=f"The stories of @{username} are already being fetched for this "
                 "chat.")
         if not force:
-            ttl = timedelta(seconds=self._settings.cache_ttl)
+            ttl = self._settings.cache_ttl
+            since = now - timedelta(seconds=ttl) if ttl > 0 else None
             shared = await self._store.find_shareable(username, fingerprint,
-                                                      received_since=now - ttl)
+                                                      received_since=since)
             if shared is not None:
                 self._cooldowns[origin.user_ref] = now
                 await self._share(origin, username, shared, fingerprint)
@@ -326,22 +332,22 @@ class StoriesService:
         )
         self._wake_sweeper.set()
         self._notify_changed()
+        status_ref = await self._post_status(origin, messages.fetching(username))
+        await self._store.set_status_ref(record.id, status_ref)
+        # Book the API slot last, right before the POST: the API counts a request when it
+        # arrives, so the time between booking and sending must be only the wait itself.
         wait = self._limiter.reserve(fingerprint)
         if wait > MAX_QUEUE:
-            error = RateLimited("client-side limit", retry_after=wait)
-            await self._store.receive_failure(record.id, kind=error.kind, detail=error.detail,
-                                              credits=0, api_request_id=None, now=self._clock())
-            self._notify_changed()
-            await self._say(origin, error.user_message)
+            await self._fail(record.id, RateLimited("client-side limit", retry_after=wait),
+                             credits=0)
             return
-        text = messages.fetching(username)
         if wait > LONG_QUEUE:
-            text += (f" (queued for about {messages.duration_text(wait)} to respect the API's "
-                     "limits)")
-        status_ref = await self._post_status(origin, text)
-        await self._store.set_status_ref(record.id, status_ref)
+            text = (f"{messages.fetching(username)} (queued for about "
+                    f"{messages.duration_text(wait)} to respect the API's limits)")
+            record = await self._store.get_request(record.id) or record
+            await self._edit_status(record, text)
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
         base = self.callback_base
         webhook = f"{base}/callbacks/{token}" if base else None
         if webhook is None and not self._warned_sync_mode:
@@ -605,6 +611,18 @@ class StoriesService:
 
     def help_text(self, platform: str) -> str:
         return messages.help_text(platform)
+
+
+FRESH_WORDS = ("fresh", "--fresh", "refresh", "--refresh", "!")
+
+
+def split_fresh(argument: str) -> tuple[str, bool]:
+    """`natgeo fresh` / `--fresh natgeo` → ("natgeo", True)."""
+    words = (argument or "").split()
+    fresh = [w for w in words if w.lower() in FRESH_WORDS]
+    if not fresh:
+        return (argument or "").strip(), False
+    return " ".join(w for w in words if w.lower() not in FRESH_WORDS), True
 
 
 def _credits_of(body: Any) -> int:

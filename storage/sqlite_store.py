@@ -381,10 +381,16 @@ class SqliteStore:
         return await self._run(work)
 
     async def find_shareable(self, username: str, key_fingerprint: str, *,
-                             received_since: datetime) -> RequestRecord | None:
+                             received_since: datetime | None) -> RequestRecord | None:
         """The latest fetch of `username` with this key that is still open, or whose result
-        arrived after `received_since` (a recent success)."""
+        arrived after `received_since` (a recent success; None: open fetches only)."""
         def work() -> RequestRecord | None:
+            if received_since is None:
+                found = self._select(
+                    "username = ? AND key_fingerprint = ? AND source_id IS NULL AND"
+                    " state IN (?,?) ORDER BY id DESC LIMIT 1",
+                    [username, key_fingerprint, *_OPEN_STATES])
+                return found[0] if found else None
             found = self._select(
                 "username = ? AND key_fingerprint = ? AND source_id IS NULL AND ("
                 " state IN (?,?) OR (state IN (?,?) AND received_at >= ?))"
