@@ -195,6 +195,24 @@ def to_item(raw: Any) -> StoryItem | None:
     )
 
 
+MAX_CREDITS = 1_000_000  # per request; anything larger is not a charge but a broken body
+
+
+def sane_credits(value: Any) -> int:
+    """`creditsCharged` as a count we can store: a non-negative int, or 0 for junk."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_CREDITS:
+        return value
+    if value not in (None, 0):
+        log.warning("ignoring an implausible creditsCharged value")
+    return 0
+
+
 def to_result(envelope: Envelope, *, username: str) -> StoriesResult:
     """A `success: true` envelope with `data` → `StoriesResult` (items oldest first)."""
     reel = envelope.data or RawReel()
@@ -217,7 +235,7 @@ def to_result(envelope: Envelope, *, username: str) -> StoriesResult:
     return StoriesResult(
         profile=profile,
         items=ordered,
-        credits_charged=max(0, envelope.creditsCharged or 0),
+        credits_charged=sane_credits(envelope.creditsCharged),
         api_request_id=envelope.requestId,
         skipped_items=len(raw_items) - len(ordered),
     )

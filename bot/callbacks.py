@@ -2,19 +2,25 @@
 
 `POST /callbacks/{token}` — the token in the URL is the only proof a callback is genuine
 (the API documents no signature), so it is random (256 bits), stored only as a hash and
-compared in constant time. The body is read as a stream and cut off past the cap (gzip bodies
-are decompressed incrementally, so a gzip bomb stops at the cap too). A valid result is
+compared in constant time. The body is read as a stream and cut off past the cap; gzip bodies
+are decompressed here, incrementally and bounded, so a gzip bomb stops at the cap too (aiohttp's
+own decompression is off: it can leave a handler waiting on a malformed deflate stream). Other
+encodings get 415, and a client that trickles its body is cut off after `read_timeout`. A valid
+result is
 persisted with its credits in one transaction; then 200 is answered at once and delivery runs
 in the background. `GET /healthz` reports the database, the adapters and the pending count.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+import zlib
 from collections.abc import Callable
 
+import aiohttp
 from aiohttp import web
 
 from bot.service import StoriesService
@@ -23,6 +29,15 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+GZIP = ("gzip", "x-gzip")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BadBody(Exception):
+    pass
 
 
 def _json(status: int, payload: dict[str, object]) -> web.Response:
@@ -32,10 +47,12 @@ def _json(status: int, payload: dict[str, object]) -> web.Response:
 
 class CallbackServer:
     def __init__(self, service: StoriesService, store: Store, *, max_body: int,
-                 adapters_running: Callable[[], dict[str, bool]] | None = None) -> None:
+                 adapters_running: Callable[[], dict[str, bool]] | None = None,
+                 read_timeout: float = 30.0) -> None:
         self._service = service
         self._store = store
         self._max_body = max_body
+        self._read_timeout = read_timeout
         self._adapters_running = adapters_running or (lambda: {})
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -44,7 +61,8 @@ class CallbackServer:
         self.app.router.add_get("/healthz", self.handle_health)
 
     async def start(self, host: str, port: int) -> int:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                     auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -59,31 +77,53 @@ class CallbackServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _read_capped(self, request: web.Request) -> bytes | None:
-        """The (decompressed) body, or None when it exceeds the cap."""
+    async def _read_capped(self, request: web.Request, gzipped: bool) -> bytes:
+        """The (decompressed) body; `BodyTooLarge` past the cap, `BadBody` if undecodable."""
         if request.content_length is not None and request.content_length > self._max_body:
-            return None
-        chunks: list[bytes] = []
-        size = 0
+            raise BodyTooLarge
+        body = bytearray()
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+        received = 0
         async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > self._max_body:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
+            received += len(chunk)
+            if received > self._max_body:
+                raise BodyTooLarge
+            if inflater is None:
+                body += chunk
+                continue
+            data = chunk
+            while data:
+                room = self._max_body + 1 - len(body)
+                try:
+                    body += inflater.decompress(data, room)
+                except zlib.error:
+                    raise BadBody from None
+                if len(body) > self._max_body:
+                    raise BodyTooLarge
+                data = inflater.unconsumed_tail
+        if inflater is not None and not inflater.eof:
+            raise BadBody
+        return bytes(body)
 
     async def handle_callback(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
         if not TOKEN_RE.fullmatch(token):
             return _json(404, {"error": "unknown token"})
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity", *GZIP):
+            return _json(415, {"error": "unsupported content-encoding (use gzip or none)"})
         try:
-            body = await self._read_capped(request)
-        except Exception as exc:  # aiohttp raises on a broken or undecodable stream
-            log.info("callback body unreadable: %s", type(exc).__name__)
-            return _json(400, {"error": "unreadable body"})
-        if body is None:
+            async with asyncio.timeout(self._read_timeout):
+                body = await self._read_capped(request, encoding in GZIP)
+        except BodyTooLarge:
             log.warning("callback body over %d bytes refused", self._max_body)
             return _json(413, {"error": "body too large"})
+        except TimeoutError:
+            log.info("callback body not received within %g s", self._read_timeout)
+            return _json(408, {"error": "body too slow"})
+        except (BadBody, aiohttp.ClientPayloadError, web.HTTPException, ValueError) as exc:
+            log.info("callback body unreadable: %s", type(exc).__name__)
+            return _json(400, {"error": "unreadable body"})
         try:
             payload = json.loads(body)
         except (UnicodeDecodeError, ValueError, RecursionError):

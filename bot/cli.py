@@ -16,40 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bot.logs import setup_logging
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("stories-bot")
-
-
-class _RedactingFormatter(logging.Formatter):
-    """Belt and braces: mask anything that looks like a bot token or API key in log lines."""
-
-    import re as _re
-
-    _PATTERNS = (
-        _re.compile(r"\b(\d{6,12}):[A-Za-z0-9_-]{30,}"),  # Telegram bot token
-        _re.compile(r"\b(sk_(?:live|test)_)[A-Za-z0-9]{6,}"),  # API keys
-        _re.compile(r"(Bearer )[A-Za-z0-9._~+/-]{8,}=*"),
-        _re.compile(r"(/callbacks/)[A-Za-z0-9_-]{16,}"),
-        _re.compile(r"(/bot)\d{6,12}:[A-Za-z0-9_-]{30,}"),
-    )
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        for pattern in self._PATTERNS:
-            text = pattern.sub(lambda m: m.group(1) + "***", text)
-        return text
-
-
-def setup_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper() if isinstance(level, str) else level)
-    # httpx logs every request URL at INFO: callback URLs and file URLs carry secrets.
-    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "discord.gateway", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -27,7 +27,7 @@ from typing import Any
 
 from bot import codec, messages
 from bot.api_client import Accepted, StoriesApiClient
-from bot.api_payloads import result_or_error
+from bot.api_payloads import result_or_error, sane_credits
 from bot.errors import (
     ApiError,
     InvalidInput,
@@ -626,13 +626,7 @@ def split_fresh(argument: str) -> tuple[str, bool]:
 
 
 def _credits_of(body: Any) -> int:
-    if isinstance(body, dict):
-        value = body.get("creditsCharged")
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return int(value)
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
-    return 0
+    return sane_credits(body.get("creditsCharged")) if isinstance(body, dict) else 0
 
 
 def _caps_text(daily: int | None, monthly: int | None) -> str:

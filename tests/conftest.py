@@ -5,8 +5,9 @@ Everything listens on 127.0.0.1 with OS-chosen ports, and is closed at the end o
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,66 @@ for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PRO
     os.environ.pop(_name, None)
 
 API_KEY = "sk_live_testkey0123456789abcdef9f2c"
+OTHER_KEY = "sk_live_otherkey987654321"
 SECRET = "test-secret-key-for-fernet"
+
+# Every secret the suite uses. No log line, exception text or database file may contain one;
+# tests that introduce a secret (a bot token) add it here.
+KNOWN_SECRETS: set[str] = {API_KEY, OTHER_KEY, SECRET}
+
+
+class _CapturingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += " " + logging.Formatter().formatException(record.exc_info)
+        self.lines.append(text)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs() -> Iterator[_CapturingHandler]:
+    """Log as in production (INFO, our own code at DEBUG, noisy libraries quietened, no
+    redaction) and fail the test if any secret appears in a log line or exception text."""
+    from bot.logs import quiet_noisy_loggers
+
+    root = logging.getLogger()
+    handler = _CapturingHandler()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    ours = [logging.getLogger(name) for name in ("bot", "adapters", "storage")]
+    for logger in ours:
+        logger.setLevel(logging.DEBUG)
+    quiet_noisy_loggers()
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        for logger in ours:
+            logger.setLevel(logging.NOTSET)
+    leaks = [(secret[:6], line[:200]) for line in handler.lines for secret in KNOWN_SECRETS
+             if secret in line]
+    assert not leaks, f"secrets in logs: {leaks}"
+
+
+def assert_no_secret_in_file(path: Path) -> None:
+    data = b""
+    for suffix in ("", "-wal", "-shm"):
+        candidate = Path(str(path) + suffix)
+        if candidate.exists():
+            data += candidate.read_bytes()
+    leaks = [secret[:6] for secret in KNOWN_SECRETS if secret.encode() in data]
+    assert not leaks, f"secrets in {path.name}: {leaks}"
 
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
-    emu = Emulator(EmulatorConfig(keys={API_KEY: 1000, "sk_live_otherkey987654321": 1000},
+    emu = Emulator(EmulatorConfig(keys={API_KEY: 1000, OTHER_KEY: 1000},
                                   webhook_delay=0.01))
     await emu.start()
     try:
@@ -78,6 +133,10 @@ async def make_app(tmp_path: Path, emulator: Emulator) -> AsyncIterator[AppFacto
     for app in started:
         if app._started:
             await app.stop(timeout=2)
+        assert_no_secret_in_file(app.settings.database_path)
+        for shown in (app.service.adapters.values()):
+            for line in getattr(shown, "texts", lambda: [])():
+                assert not any(secret in line for secret in KNOWN_SECRETS), line
 
 
 def origin(chat_id: str = "1", user_id: str = "100", *, admin: bool = False,

@@ -64,6 +64,13 @@ def test_partial_item_is_skipped_not_fatal() -> None:
     assert result.profile.full_name == "National Geographic"
 
 
+@pytest.mark.parametrize("value,credits", [
+    (1, 1), ("3", 3), (2.0, 2), (-1, 0), (True, 0), (10**30, 0), ("x", 0), (None, 0), (1.5, 0)])
+def test_credits_are_sane(value: Any, credits: int) -> None:
+    body = {"success": True, "data": {"items": []}, "creditsCharged": value}
+    assert result_or_error(body, username="x").credits_charged == credits
+
+
 def test_loose_items() -> None:
     photo = {"id": 1, "taken_at": "1700000000", "media_type": 1, "video_versions": None,
              "image_versions2": {"candidates": [
