@@ -126,7 +126,7 @@ class Envelope(_Loose):
     error: str | None = None
     data: Annotated[RawReel | None, BeforeValidator(_none_if_not_dict)] = None
     itemCount: LooseInt = None
-    creditsCharged: LooseInt = None
+    creditsCharged: Any = None  # checked by sane_credits
 
 
 def _variants(raw: list[Any] | None) -> list[MediaVariant]:

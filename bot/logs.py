@@ -12,6 +12,7 @@ import re
 import sys
 
 NOISY_LOGGERS = ("httpx", "httpcore", "telegram.ext.Updater", "telegram.ext.ExtBot",
+                 "telegram.ext.Application", "telegram.Bot",
                  "discord.gateway", "discord.http", "aiohttp.access")
 
 _PATTERNS = (

@@ -1,0 +1,242 @@
+"""Stories posted on Telegram: albums, order, URL → upload → link fallbacks, flood control,
+and nothing ever posted twice. End to end (fake Bot API, real core, emulator), plus direct
+calls of the adapter's `send_stories` for the edge cases no emulator account produces."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from telegram.error import NetworkError
+
+from bot import messages
+from bot.emulator import Emulator
+from bot.models import ChatRef, MediaKind, MediaVariant, Origin, Profile, StoryItem
+from bot.ports import StoryDelivery
+from tests.fakes.telegram_api import MB, ChatMessage
+from tests.fakes.telegram_harness import GROUP, MEMBER, TelegramWorld
+
+PROFILE = Profile("handmade", full_name="Hand Made")
+
+
+@pytest.fixture
+async def world(tmp_path: Path, emulator: Emulator) -> AsyncIterator[TelegramWorld]:
+    async with TelegramWorld(tmp_path, emulator) as started:
+        await started.set_key()
+        yield started
+
+
+class RecordingTracker:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[str]]] = []
+
+    async def sending(self, items: Sequence[StoryItem]) -> None:
+        self.events.append(("sending", [i.id for i in items]))
+
+    async def sent(self, items: Sequence[StoryItem]) -> None:
+        self.events.append(("sent", [i.id for i in items]))
+
+    def sent_ids(self) -> list[str]:
+        return [i for kind, ids in self.events if kind == "sent" for i in ids]
+
+
+def media_messages(world: TelegramWorld, chat_id: int = GROUP) -> list[ChatMessage]:
+    return [m for m in world.fake.bot_messages(chat_id) if m.media is not None]
+
+
+def album_sizes(messages_: list[ChatMessage]) -> list[int]:
+    sizes: list[int] = []
+    last: object = object()
+    for message in messages_:
+        if message.media_group_id is None or message.media_group_id != last:
+            sizes.append(0)
+        sizes[-1] += 1
+        last = message.media_group_id
+    return sizes
+
+
+def item(item_id: str, kind: MediaKind, *urls: str, minutes_ago: int = 60) -> StoryItem:
+    taken = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return StoryItem(id=item_id, kind=kind, variants=tuple(MediaVariant(u, 360, 640) for u in urls),
+                     taken_at=taken, expiring_at=taken + timedelta(hours=24),
+                     duration=3.0 if kind is MediaKind.VIDEO else None)
+
+
+def delivery(items: Sequence[StoryItem], tracker: RecordingTracker, *, total: int | None = None,
+             first_index: int = 0) -> StoryDelivery:
+    return StoryDelivery(request_id=1, profile=PROFILE, items=tuple(items),
+                         total=total or len(items), tracker=tracker, first_index=first_index)
+
+
+def group_origin() -> Origin:
+    return Origin(chat=ChatRef("telegram", str(GROUP)), user_id=str(MEMBER),
+                  reply={"message_id": 1})
+
+
+async def test_23_stories_arrive_as_10_10_3_in_order(world: TelegramWorld) -> None:
+    command = await world.command(GROUP, "/stories manystories", user=MEMBER)
+    await world.settle()
+    posted = media_messages(world)
+    assert album_sizes(posted) == [10, 10, 3]
+    assert len(world.fake.calls_of("sendMediaGroup")) == 3
+    assert [m.caption.split(" · ")[1] for m in posted] == [f"{n}/23" for n in range(1, 24)]
+    assert [m.kind for m in posted] == ["video" if n % 3 == 2 else "photo" for n in range(23)]
+    assert {m.media.source for m in posted} == {"url"}
+    assert {(m.kind, m.media.content) for m in posted} == {("photo", "jpeg"), ("video", "mp4")}
+    assert all(m.caption.startswith("@manystories · ") for m in posted)
+    status = world.answers_to(command)[0]
+    assert status.reply_to == command.message_id
+    assert status.edits == ["Fetching the stories of @manystories…"]
+    assert status.text == "@manystories: 23 stories."
+
+
+async def test_url_refusal_falls_back_to_upload(world: TelegramWorld) -> None:
+    world.fake.refuse_urls = True
+    await world.command(GROUP, "/stories natgeo", user=MEMBER)
+    await world.settle()
+    posted = media_messages(world)
+    assert len(posted) == 5 and album_sizes(posted) == [5]
+    assert {m.media.source for m in posted} == {"upload"}
+    assert [m.media.content for m in posted] == ["jpeg", "mp4", "jpeg", "mp4", "jpeg"]
+    assert len(world.fake.fetched_urls) == 1  # Telegram gave up at the first URL
+    assert len(world.fake.calls_of("sendMediaGroup")) == 2
+    assert "upload_video" in {action for _, action, _ in world.fake.chat_actions}
+
+
+async def test_429_on_the_first_album_is_waited_out(world: TelegramWorld) -> None:
+    world.fake.fail_next("sendMediaGroup", retry_after=1)
+    await world.command(GROUP, "/stories manystories", user=MEMBER)
+    await world.settle()
+    posted = media_messages(world)
+    captions = [m.caption for m in posted]
+    assert len(captions) == len(set(captions)) == 23  # nothing duplicated, nothing lost
+    assert album_sizes(posted) == [10, 10, 3]
+    assert len(world.fake.calls_of("sendMediaGroup")) == 4
+
+
+async def test_duplicate_callback_posts_nothing_new(world: TelegramWorld) -> None:
+    world.emulator.config.duplicate_callbacks = True
+    await world.command(GROUP, "/stories natgeo", user=MEMBER)
+    await world.emulator.wait_for_callbacks(2)
+    await world.settle()
+    assert [a.status for a in world.emulator.callback_attempts] == [200, 200]
+    assert len(media_messages(world)) == 5
+    assert len(world.fake.calls_of("sendMediaGroup")) == 1
+
+
+async def test_resent_request_is_served_without_reposting_twice(world: TelegramWorld) -> None:
+    await world.command(GROUP, "/stories natgeo", user=MEMBER)
+    await world.settle()
+    again = await world.command(GROUP, "/stories natgeo", user=MEMBER)
+    await world.settle()
+    # A shared result (no credit) is posted again on purpose: the user asked twice.
+    assert len(world.emulator.requests) == 1
+    assert "no credit used" in world.answers_to(again)[0].text
+    assert len(media_messages(world)) == 10
+
+
+async def test_video_over_the_url_limit_is_uploaded(world: TelegramWorld) -> None:
+    world.emulator.add_account("bigclip", [{"kind": "video", "size": 25 * MB}])
+    await world.command(GROUP, "/stories bigclip", user=MEMBER)
+    await world.settle()
+    [video] = media_messages(world)
+    assert video.method == "sendVideo"
+    assert (video.media.source, video.media.size, video.media.content) == \
+        ("upload", 25 * MB, "mp4")
+    assert world.fake.fetched_urls == []  # never offered by URL: it could not have worked
+
+
+async def test_video_over_the_upload_limit_sends_a_smaller_version(world: TelegramWorld) -> None:
+    world.emulator.add_account("hugeclip", [{"kind": "video", "size": 60 * MB}, "photo"])
+    await world.command(GROUP, "/stories hugeclip", user=MEMBER)
+    await world.settle()
+    video, photo = media_messages(world)
+    assert video.media.size < MB and video.media.source == "url"
+    assert "larger than the 50 MB upload limit, so a smaller version is attached" in \
+        video.caption
+    assert photo.kind == "photo"
+
+
+async def test_nothing_fits_so_a_link_is_posted(world: TelegramWorld) -> None:
+    huge = world.emulator.media_url("video-reef-360x640.mp4", size=60 * MB)
+    small = world.emulator.media_url("photo-ocean-540x960.jpg")
+    tracker = RecordingTracker()
+    items = [item("a", MediaKind.PHOTO, small, minutes_ago=90),
+             item("b", MediaKind.VIDEO, huge, minutes_ago=60),
+             item("c", MediaKind.PHOTO, small, minutes_ago=30)]
+    await world.adapter.send_stories(group_origin(), delivery(items, tracker))
+    sent = world.fake.bot_messages(GROUP)[-3:]
+    assert [m.kind for m in sent] == ["photo", "text", "photo"]  # order kept around the link
+    assert "larger than the 50 MB upload limit, so here is a link: " + huge in sent[1].text
+    assert sent[1].text.startswith("@handmade · 2/3 · video 0:03")
+    assert tracker.sent_ids() == ["a", "b", "c"]
+
+
+async def test_refused_even_uploaded_becomes_links_in_place(world: TelegramWorld) -> None:
+    photo = world.emulator.media_url("photo-ocean-540x960.jpg")
+    world.fake.refuse_urls = True
+    world.fake.fail_next("sendMediaGroup", description="Bad Request: wrong file identifier")
+    world.fake.fail_next("sendMediaGroup", description="Bad Request: IMAGE_PROCESS_FAILED")
+    tracker = RecordingTracker()
+    items = [item(str(n), MediaKind.PHOTO, photo, minutes_ago=100 - n) for n in range(12)]
+    before = len(world.fake.sent)
+    await world.adapter.send_stories(group_origin(), delivery(items, tracker))
+    sent = world.fake.sent[before:]
+    links = [m for m in sent if m.kind == "text"]
+    assert sent[:len(links)] == links  # the first album, as links, then the second album
+    link_lines = [line for m in links for line in m.text.split("\n") if line.startswith("@")]
+    assert [line.split(" · ")[1] for line in link_lines] == [f"{n}/12" for n in range(1, 11)]
+    assert all(len(m.text) <= 4096 for m in links)
+    assert [m.kind for m in sent[len(links):]] == ["photo", "photo"]  # uploaded
+    assert tracker.sent_ids() == [str(n) for n in range(12)]
+
+
+async def test_undownloadable_item_becomes_a_link(world: TelegramWorld) -> None:
+    world.fake.refuse_urls = True
+    gone = f"{world.emulator.base_url}/media/nothing-here.jpg"
+    photo = world.emulator.media_url("photo-ocean-540x960.jpg")
+    tracker = RecordingTracker()
+    items = [item("a", MediaKind.PHOTO, photo), item("b", MediaKind.PHOTO, gone),
+             item("c", MediaKind.PHOTO, photo)]
+    await world.adapter.send_stories(group_origin(), delivery(items, tracker))
+    sent = world.fake.bot_messages(GROUP)[-3:]
+    assert [m.kind for m in sent] == ["photo", "text", "photo"]
+    assert messages.unavailable_link(items[1]) in sent[1].text
+    assert {m.media.source for m in sent if m.media} == {"upload"}
+
+
+async def test_resumed_delivery_numbers_from_where_it_stopped(world: TelegramWorld) -> None:
+    photo = world.emulator.media_url("photo-ocean-540x960.jpg")
+    tracker = RecordingTracker()
+    items = [item(str(n), MediaKind.PHOTO, photo, minutes_ago=50 - n) for n in range(3)]
+    await world.adapter.send_stories(group_origin(),
+                                     delivery(items, tracker, total=23, first_index=20))
+    captions = [m.caption for m in world.fake.bot_messages(GROUP)[-3:]]
+    assert [c.split(" · ")[1] for c in captions] == ["21/23", "22/23", "23/23"]
+
+
+async def test_unreachable_platform_raises_without_marking_sent(world: TelegramWorld) -> None:
+    photo = world.emulator.media_url("photo-ocean-540x960.jpg")
+    world.fake.fail_next("sendMediaGroup", status=502, description="Bad Gateway")
+    tracker = RecordingTracker()
+    items = [item("a", MediaKind.PHOTO, photo), item("b", MediaKind.PHOTO, photo)]
+    with pytest.raises(NetworkError):
+        await world.adapter.send_stories(group_origin(), delivery(items, tracker))
+    assert tracker.events == [("sending", ["a", "b"])]
+
+
+async def test_status_is_edited_or_posted_anew(world: TelegramWorld) -> None:
+    origin = group_origin()
+    ref = await world.adapter.post_status(origin, "Fetching…")
+    assert ref is not None
+    await world.adapter.edit_status(origin, ref, "Done.")
+    await world.adapter.edit_status(origin, ref, "Done.")  # "not modified" is not an error
+    status = world.fake.message(GROUP, int(ref))
+    assert (status.text, status.edits) == ("Done.", ["Fetching…"])
+    status.deleted = True  # someone removed the status message
+    await world.adapter.edit_status(origin, ref, "Posted again.")
+    assert world.fake.bot_messages(GROUP)[-1].text == "Posted again."
+    await world.adapter.edit_status(origin, None, "No ref at all.")
+    assert world.fake.bot_messages(GROUP)[-1].text == "No ref at all."
