@@ -65,6 +65,16 @@ def delivered(profile: Profile, count: int, *, cached_at: datetime | None = None
     return text
 
 
+def partly_delivered(profile: Profile, posted: int, total: int, uncertain: int = 0) -> str:
+    text = f"@{profile.username}: {posted} of {total} stories posted."
+    if uncertain:
+        text += (f" {uncertain} were being posted when the bot was interrupted and may be "
+                 "missing.")
+    if failed := total - posted - uncertain:
+        text += f" {failed} could not be posted here."
+    return text
+
+
 def expired(username: str, timeout: float) -> str:
     return (
         f"The stories API did not answer for @{username} within {duration_text(timeout)}. "

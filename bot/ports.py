@@ -24,6 +24,11 @@ class DeliveryTracker(Protocol):
     async def sent(self, items: Sequence[StoryItem]) -> None:
         """Call as soon as the platform confirmed the message carrying `items`."""
 
+    async def unsent(self, items: Sequence[StoryItem]) -> None:
+        """Call when the platform answered with an error: the message was definitely not
+        posted, so `items` may be sent again. (After a timeout or a dropped connection the
+        outcome is unknown: leave them `sending`, and they are not resent.)"""
+
 
 @dataclass(frozen=True, slots=True)
 class StoryDelivery:

@@ -95,6 +95,9 @@ class _Tracker:
         await self._store.mark_items(self._request_id, [i.id for i in items], "sent",
                                      now=self._clock())
 
+    async def unsent(self, items: Any) -> None:
+        await self._store.clear_items(self._request_id, [i.id for i in items])
+
 
 class StoriesService:
     def __init__(self, settings: Settings, store: Store, api: StoriesApiClient, *,
@@ -512,16 +515,27 @@ class StoriesService:
             except Exception as exc:
                 log.warning("request %d: delivery attempt %d failed: %s", record.id, attempt,
                             type(exc).__name__)
-                if attempt == self._delivery_attempts:
-                    await self._store.mark_failed(record.id, kind="delivery_failed",
-                                                  detail=type(exc).__name__, now=self._clock())
-                    await self._edit_status(record, messages.delivery_failed(record.username))
-                    return
-                await asyncio.sleep(self._delivery_backoff * attempt)
-        await self._edit_status(record, messages.delivered(
-            result.profile, len(result.items), cached_at=cached_at, now=self._clock()))
+                if attempt < self._delivery_attempts:
+                    await self._sleep(self._delivery_backoff * attempt)
+        states = await self._store.item_states(record.id)
+        posted = sum(1 for item in result.items if states.get(item.id) == "sent")
+        uncertain = sum(1 for item in result.items if states.get(item.id) == "sending")
+        total = len(result.items)
+        if posted == 0 and uncertain == 0:
+            await self._store.mark_failed(record.id, kind="delivery_failed",
+                                          detail="nothing could be posted", now=self._clock())
+            await self._edit_status(record, messages.delivery_failed(record.username))
+            log.warning("request %d: nothing could be posted to %s", record.id,
+                        record.origin.chat)
+            return
+        if posted < total:
+            text = messages.partly_delivered(result.profile, posted, total, uncertain)
+        else:
+            text = messages.delivered(result.profile, total, cached_at=cached_at,
+                                      now=self._clock())
+        await self._edit_status(record, text)
         await self._store.mark_delivered(record.id, now=self._clock())
-        log.info("request %d: delivered %d items to %s", record.id, len(result.items),
+        log.info("request %d: delivered %d of %d items to %s", record.id, posted, total,
                  record.origin.chat)
 
     async def _pending_items(self, request_id: int,

@@ -512,6 +512,14 @@ class SqliteStore:
 
         await self._run(work)
 
+    async def clear_items(self, request_id: int, item_ids: Sequence[str]) -> None:
+        def work() -> None:
+            self.db.conn.executemany(
+                "DELETE FROM deliveries WHERE request_id=? AND item_id=? AND state='sending'",
+                [(request_id, item_id) for item_id in item_ids])
+
+        await self._run(work)
+
     # usage ------------------------------------------------------------------------------------
 
     def _period(self, chat: ChatRef, since: datetime | None) -> UsagePeriod:

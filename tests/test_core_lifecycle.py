@@ -218,3 +218,56 @@ async def test_restart_before_delivery_started(tmp_path, emulator: Emulator) -> 
     finally:
         await app2.stop()
     assert len(second.items()) == 5
+
+
+async def test_refused_album_is_resent_not_lost(make_app: AppFactory, emulator: Emulator) -> None:
+    adapter = RecordingAdapter()
+    adapter.refuse_albums = {1}  # the second album of 10 is refused once
+    app, chat = await make_app(adapter=adapter, service_options={"delivery_backoff": 0.01})
+    await set_key(app)
+    await app.service.request_stories(origin(), "manystories")
+    await app.wait_idle(timeout=10)
+    ids = [i.id for i in chat.items()]
+    assert len(ids) == 23 and len(set(ids)) == 23
+    assert chat.texts()[-1] == "@manystories: 23 stories."
+
+
+async def test_uncertain_album_is_not_resent_and_status_is_honest(
+        tmp_path, emulator: Emulator) -> None:
+    """A crash while an album was in flight: at most once, and the chat is not told that
+    everything arrived."""
+    settings = make_settings(tmp_path, emulator)
+
+    class CrashMidAlbum(RecordingAdapter):
+        async def send_stories(self, origin, delivery):  # type: ignore[no-untyped-def]
+            items = list(delivery.items)
+            await delivery.tracker.sending(items[:10])
+            await self._record_and_hang(origin, items[:10])
+
+        async def _record_and_hang(self, origin, items):  # type: ignore[no-untyped-def]
+            from tests.fakes.recording_adapter import Shown
+
+            await self._record(Shown("stories", str(origin.chat), items=items))
+            self.blocked.set()
+            await asyncio.Event().wait()  # the platform got it; we never heard back
+
+    first = CrashMidAlbum()
+    app = App(settings, adapters=[lambda *_: first], public_url="auto")
+    await app.start()
+    await set_key(app)
+    await app.service.request_stories(origin(), "manystories")
+    await asyncio.wait_for(first.blocked.wait(), 10)
+    await app.stop(timeout=0.1)
+
+    second = RecordingAdapter()
+    app2 = App(settings, adapters=[lambda *_: second], public_url="auto")
+    await app2.start()
+    try:
+        await app2.wait_idle(timeout=10)
+    finally:
+        await app2.stop()
+    ids = [i.id for i in first.items() + second.items()]
+    assert len(ids) == 23 and len(set(ids)) == 23  # nothing twice
+    assert len(second.items()) == 13
+    assert second.texts()[-1] == ("@manystories: 13 of 23 stories posted. 10 were being posted "
+                                  "when the bot was interrupted and may be missing.")

@@ -133,6 +133,9 @@ class Tracker:
         self.events.append(f"sent {len(items)}")
         self.delivered += [i.id for i in items]
 
+    async def unsent(self, items: Any) -> None:
+        self.events.append(f"unsent {len(items)}")
+
 
 def media(sizes: dict[str, int], *, missing: set[str] = frozenset()) -> MediaFetcher:  # type: ignore[assignment]
     def handler(request: httpx.Request) -> httpx.Response:
@@ -256,6 +259,7 @@ async def test_server_errors_are_raised_for_the_core_to_retry(tmp_path: Path) ->
     with pytest.raises(discord.HTTPException):
         await poster.run()
     assert tracker.delivered == [str(n) for n in range(10)]  # the first message stays delivered
+    assert outbox.events[-1] == "unsent 1"  # Discord answered 503: safe to send again later
     assert list(tmp_path.iterdir()) == []
 
 

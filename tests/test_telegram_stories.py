@@ -240,3 +240,36 @@ async def test_status_is_edited_or_posted_anew(world: TelegramWorld) -> None:
     assert world.fake.bot_messages(GROUP)[-1].text == "Posted again."
     await world.adapter.edit_status(origin, None, "No ref at all.")
     assert world.fake.bot_messages(GROUP)[-1].text == "No ref at all."
+
+
+async def test_server_error_on_an_album_is_retried_without_duplicates(
+        world: TelegramWorld) -> None:
+    """Telegram answers 500 to the second album: that album was not posted, so the core sends
+    it again (after a short backoff) and every story arrives exactly once."""
+    assert world.app is not None
+    world.app.service._delivery_backoff = 0.01
+    world.fake.fail_next("sendMediaGroup", status=500, description="Internal Server Error")
+    await world.command(GROUP, "/stories manystories", user=MEMBER)
+    await world.settle()
+    posted = media_messages(world)
+    captions = [m.caption for m in posted]
+    assert len(captions) == len(set(captions)) == 23
+    assert album_sizes(posted) == [10, 10, 3]
+    assert any(m.text == "@manystories: 23 stories." for m in world.fake.bot_messages(GROUP))
+
+
+async def test_bot_removed_from_chat_loses_nothing_silently(world: TelegramWorld) -> None:
+    """Every send is refused (403): nothing is marked posted, the request ends as failed."""
+    from bot.models import RequestState
+
+    assert world.app is not None
+    world.app.service._delivery_backoff = 0.01
+    for _ in range(3):
+        world.fake.fail_next("sendMediaGroup", status=403,
+                             description="Forbidden: bot was kicked from the supergroup chat")
+    await world.command(GROUP, "/stories manystories", user=MEMBER)
+    await world.settle()
+    assert media_messages(world) == []
+    failed = await world.app.store.requests_in_state(RequestState.FAILED)
+    assert [r.username for r in failed] == ["manystories"]
+    assert await world.app.store.item_states(failed[0].id) == {}

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import discord
 
 from adapters.discord.routing import ReplyRoute
@@ -298,8 +299,10 @@ class StoryPoster:
         await tracker.sending(items)
         try:
             await self._outbox.send(batch.content, batch.uploads)
-        except discord.HTTPException as exc:
-            if exc.status not in (400, 413) or not batch.uploads:
+        except (discord.HTTPException, aiohttp.ClientConnectorError) as exc:
+            if not isinstance(exc, discord.HTTPException) or exc.status not in (400, 413) \
+                    or not batch.uploads:
+                await tracker.unsent(items)  # Discord answered (or was never reached): not posted
                 raise
             # Discord refused the files (smaller limit than announced, a format it rejects):
             # post the items one by one so that only the refused ones become links.
@@ -316,9 +319,13 @@ class StoryPoster:
         tracker = self._delivery.tracker
         await tracker.sending([piece.item])
         try:
-            await self._outbox.send(piece.text, [piece.upload] if piece.upload else [])
-        except discord.HTTPException as exc:
-            if exc.status not in (400, 413) or piece.upload is None:
-                raise
-            await self._outbox.send(piece.fallback or piece.text)
+            try:
+                await self._outbox.send(piece.text, [piece.upload] if piece.upload else [])
+            except discord.HTTPException as exc:
+                if exc.status not in (400, 413) or piece.upload is None:
+                    raise
+                await self._outbox.send(piece.fallback or piece.text)
+        except (discord.HTTPException, aiohttp.ClientConnectorError):
+            await tracker.unsent([piece.item])  # an answer (or no connection): not posted
+            raise
         await tracker.sent([piece.item])

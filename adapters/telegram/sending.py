@@ -30,7 +30,7 @@ from typing import Literal, TypeVar
 
 from telegram import Bot, InputMediaPhoto, InputMediaVideo
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
 from adapters.telegram.routing import Target
@@ -94,6 +94,22 @@ def retry_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def definitely_not_sent(exc: TelegramError) -> bool:
+    """True when the message was not posted: Telegram answered with an error (4xx, 429, or a
+    5xx, after which Telegram's own advice is to send again), or no connection was made.
+    A timeout or a connection dropped mid-request is uncertain: the message may be there."""
+    if isinstance(exc, TimedOut):
+        return False
+    if isinstance(exc, NetworkError) and not isinstance(exc, BadRequest):
+        # python-telegram-bot words transport failures "httpx.<Error>: …"; anything else
+        # is Telegram's own answer (a 5xx description).
+        text = str(exc)
+        if text.startswith("httpx.") or text.startswith("Unknown error in HTTP"):
+            return text.startswith(("httpx.ConnectError", "httpx.ConnectTimeout"))
+        return True
+    return True
+
+
 class StorySender:
     """Posts one `StoryDelivery` to one chat. Stateless between deliveries."""
 
@@ -107,7 +123,14 @@ class StorySender:
     async def send(self, target: Target, delivery: StoryDelivery) -> None:
         planned = await self._plan(delivery)
         for batch in self._batches(planned):
-            await self._send_batch(target, batch, delivery.tracker)
+            try:
+                await self._send_batch(target, batch, delivery.tracker)
+            except TelegramError as exc:
+                if definitely_not_sent(exc):
+                    # Telegram answered "no" (or was never reached): safe to send again later.
+                    # Items of the batch already confirmed stay sent.
+                    await delivery.tracker.unsent([entry.item for entry in batch])
+                raise
 
     # planning ---------------------------------------------------------------------------
 

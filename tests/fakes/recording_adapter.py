@@ -32,6 +32,7 @@ class RecordingAdapter:
         self.shown: list[Shown] = []
         self.running = True
         self.fail_stories = 0  # raise on the next N send_stories calls
+        self.refuse_albums: set[int] = set()  # album numbers the "platform" answers 400 to
         self.block_after_albums: int | None = None  # hang after this many albums
         self.blocked = asyncio.Event()
         self._changed = asyncio.Condition()
@@ -82,5 +83,9 @@ class RecordingAdapter:
                 await asyncio.Event().wait()  # held until the task is cancelled
             album = items[start:start + self.album_size]
             await delivery.tracker.sending(album)
+            if albums in self.refuse_albums:
+                self.refuse_albums.discard(albums)
+                await delivery.tracker.unsent(album)  # the platform said no: safe to resend
+                raise ConnectionRefusedError("platform refused the album")
             await self._record(Shown("stories", str(origin.chat), items=album))
             await delivery.tracker.sent(album)
