@@ -54,10 +54,7 @@ class NoApiKey(StoriesBotError):
     kind = "no_api_key"
 
     def default_message(self) -> str:
-        return (
-            "This chat has no API key yet. A chat admin can set one with /setkey <key> "
-            "(Discord: /apikey set). Keys come from https://eternalsocial.dev."
-        )
+        return "This chat has no API key yet. A chat admin can set one."
 
 
 class NotAllowed(StoriesBotError):
@@ -100,10 +97,7 @@ class InvalidApiKey(ApiError):
     kind = "invalid_key"
 
     def default_message(self) -> str:
-        return (
-            "The stories API rejected this chat's API key. A chat admin can set a new one "
-            "with /setkey <key>."
-        )
+        return "The stories API rejected this chat's API key. A chat admin can set a new one."
 
 
 class OutOfCredits(ApiError):

@@ -19,6 +19,31 @@ def mask_key(key: str) -> str:
     return f"{prefix}…{key[-4:]}"
 
 
+def set_key_command(platform: str) -> str:
+    return "/apikey set" if platform == "discord" else "/setkey <key>"
+
+
+def no_key(platform: str) -> str:
+    return (f"This chat has no API key yet. A chat admin can set one with "
+            f"{set_key_command(platform)}. Keys come from https://eternalsocial.dev.")
+
+
+def invalid_key(platform: str) -> str:
+    return ("The stories API rejected this chat's API key. A chat admin can set a new one "
+            f"with {set_key_command(platform)}.")
+
+
+def human_size(size: float) -> str:
+    """`10 MB`, `19.5 KB`, `2 GB` (powers of 1024, as the platforms count)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            if unit == "bytes":
+                return f"{int(size)} bytes"
+            return f"{size:.1f} {unit}".replace(".0 ", " ")
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
 def ago(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 60:
@@ -104,10 +129,9 @@ def caption(profile: Profile, item: StoryItem, index: int, total: int,
 
 
 def too_large_link(item: StoryItem, limit_bytes: int, url: str | None = None) -> str:
-    mb = limit_bytes / (1024 * 1024)
     what = "video" if item.kind is MediaKind.VIDEO else "photo"
-    return (f"This {what} is larger than the {mb:g} MB upload limit, so here is a link: "
-            f"{url or item.url}")
+    return (f"This {what} is larger than the {human_size(limit_bytes)} upload limit, so here "
+            f"is a link: {url or item.url}")
 
 
 def help_text(platform: str) -> str:
@@ -135,10 +159,9 @@ def help_text(platform: str) -> str:
 
 def smaller_version_note(item: StoryItem, limit_bytes: int, url: str | None = None) -> str:
     """An item attached in a smaller rendition because its best one is over the upload limit."""
-    mb = limit_bytes / (1024 * 1024)
     what = "video" if item.kind is MediaKind.VIDEO else "photo"
-    return (f"The full-quality {what} is larger than the {mb:g} MB upload limit, so a smaller "
-            f"version is attached. Full quality: {url or item.url}")
+    return (f"The full-quality {what} is larger than the {human_size(limit_bytes)} upload "
+            f"limit, so a smaller version is attached. Full quality: {url or item.url}")
 
 
 def unavailable_link(item: StoryItem, url: str | None = None) -> str:

@@ -30,6 +30,7 @@ from bot.api_client import Accepted, StoriesApiClient
 from bot.api_payloads import result_or_error, sane_credits
 from bot.errors import (
     ApiError,
+    InvalidApiKey,
     InvalidInput,
     LimitReached,
     NoApiKey,
@@ -53,6 +54,15 @@ Clock = Callable[[], datetime]
 DEFAULT_KEY_OWNER = "default"
 LONG_QUEUE = 5.0  # seconds of client-side rate-limit wait worth telling the user about
 MAX_QUEUE = 600.0  # beyond this, refuse instead of queueing
+
+
+def user_text(error: StoriesBotError, platform: str) -> str:
+    """The sentence a chat sees for `error`, naming the platform's own commands."""
+    if isinstance(error, NoApiKey) and error._user_message is None:
+        return messages.no_key(platform)
+    if isinstance(error, InvalidApiKey) and error._user_message is None:
+        return messages.invalid_key(platform)
+    return error.user_message
 
 
 def hash_token(token: str) -> str:
@@ -239,7 +249,7 @@ class StoriesService:
             if isinstance(exc, LimitReached):
                 await self._store.add_ledger(origin.chat, None, "refused", note=exc.detail[:200],
                                              now=self._clock())
-            await self._say(origin, exc.user_message)
+            await self._say(origin, user_text(exc, origin.chat.platform))
 
     async def _request_stories(self, origin: Origin, argument: str, *, force: bool) -> None:
         if not self._accepting:
@@ -393,7 +403,8 @@ class StoriesService:
             api_request_id=error.api_request_id, now=self._clock())
         if not received.changed or received.request is None:
             return False
-        await self._edit_status(received.request, error.user_message)
+        await self._edit_status(received.request,
+                                user_text(error, received.request.origin.chat.platform))
         await self._settle_followers(request_id, received=False)
         self._notify_changed()
         return True
@@ -412,7 +423,7 @@ class StoriesService:
             else:
                 error = error_from_kind(source.error_kind or "api_error",
                                         source.error_detail or "")
-                await self._edit_status(follower, error.user_message)
+                await self._edit_status(follower, user_text(error, follower.origin.chat.platform))
         self._notify_changed()
 
     async def _warn_caps(self, origin: Origin) -> None:
@@ -582,7 +593,8 @@ class StoriesService:
         self._require_admin(origin)
         key = (key or "").strip()
         if not key:
-            raise InvalidInput("Send the key with the command: /setkey <key>")
+            raise InvalidInput("Send the key with the command: "
+                               + messages.set_key_command(origin.chat.platform))
         if len(key) < 8 or len(key) > 512 or any(c.isspace() or not c.isprintable() for c in key):
             raise InvalidInput("That does not look like an API key (8–512 printable characters, "
                                "no spaces).")
@@ -615,6 +627,23 @@ class StoriesService:
         log.info("caps of %s set by %s: daily %s, monthly %s", origin.chat, origin.user_ref,
                  daily, monthly)
         return "Spending caps: " + _caps_text(record.daily_cap, record.monthly_cap)
+
+    async def limits_text(self, origin: Origin) -> str:
+        """The chat's caps and how much of them is used (read-only: anyone may look)."""
+        usage = await self.usage(origin.chat)
+        lines = ["Spending caps: " + _caps_text(usage.daily_cap, usage.monthly_cap)]
+        if usage.daily_cap is not None:
+            lines.append(f"Used today: {usage.today.credits} of {usage.daily_cap} credits.")
+        if usage.monthly_cap is not None:
+            lines.append(f"Used this month: {usage.month.credits} of {usage.monthly_cap} "
+                         "credits.")
+        return "\n".join(lines)
+
+    async def migrate_chat(self, old: ChatRef, new: ChatRef) -> None:
+        """A chat changed id (a Telegram group upgraded to a supergroup): keep its key, caps,
+        history and ledger under the new id."""
+        await self._store.migrate_chat(old, new, now=self._clock())
+        log.info("chat %s is now %s", old, new)
 
     async def usage(self, chat: ChatRef) -> Usage:
         return await self._store.usage(chat, now=self._clock())

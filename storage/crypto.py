@@ -37,7 +37,7 @@ class KeyCipher:
         try:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
-            log.error("a stored API key cannot be decrypted: SECRET_KEY changed?")
+            log.error("a stored secret cannot be decrypted: was SECRET_KEY changed?")
             return None
 
     def fingerprint(self, plaintext: str) -> str:

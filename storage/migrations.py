@@ -29,7 +29,7 @@ MIGRATIONS: list[tuple[int, str]] = [
             user_id TEXT NOT NULL,
             user_name TEXT,
             is_admin INTEGER NOT NULL DEFAULT 0,
-            reply_json TEXT NOT NULL DEFAULT '{}',
+            reply_enc TEXT,                   -- where to answer (Fernet: may hold tokens)
             username TEXT NOT NULL,
             state TEXT NOT NULL,
             token_hash TEXT UNIQUE,

@@ -175,14 +175,24 @@ class SqliteStore:
 
     # requests -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _request_record(row: dict[str, Any]) -> RequestRecord:
+    def _reply(self, stored: str | None) -> dict[str, Any]:
+        """Routing data is encrypted at rest: it can hold interaction tokens."""
+        if not stored:
+            return {}
+        plain = self._cipher.decrypt(stored)
+        try:
+            value = json.loads(plain) if plain else {}
+        except ValueError:
+            value = {}
+        return value if isinstance(value, dict) else {}
+
+    def _request_record(self, row: dict[str, Any]) -> RequestRecord:
         origin = Origin(
             chat=ChatRef.parse(row["chat_id"]),
             user_id=row["user_id"],
             user_name=row["user_name"],
             is_admin=bool(row["is_admin"]),
-            reply=json.loads(row["reply_json"] or "{}"),
+            reply=self._reply(row["reply_enc"]),
         )
         created = _dt(row["created_at"])
         deadline = _dt(row["deadline_at"])
@@ -206,7 +216,7 @@ class SqliteStore:
         )
 
     _COLUMNS = (
-        "id, chat_id, user_id, user_name, is_admin, reply_json, username, state, key_fingerprint,"
+        "id, chat_id, user_id, user_name, is_admin, reply_enc, username, state, key_fingerprint,"
         " source_id, status_ref, api_request_id, error_kind, error_detail, credits_charged,"
         " created_at, deadline_at, received_at, token_hash"
     )
@@ -228,11 +238,12 @@ class SqliteStore:
             with self._tx():
                 self._ensure_chat(origin.chat, _ts(now))
                 cursor = self.db.execute(
-                    "INSERT INTO requests(chat_id, user_id, user_name, is_admin, reply_json,"
+                    "INSERT INTO requests(chat_id, user_id, user_name, is_admin, reply_enc,"
                     " username, state, token_hash, key_fingerprint, source_id, created_at,"
                     " updated_at, deadline_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [str(origin.chat), origin.user_id, origin.user_name, int(origin.is_admin),
-                     json.dumps(origin.reply), username, state.value, token_hash,
+                     self._cipher.encrypt(json.dumps(origin.reply)), username, state.value,
+                     token_hash,
                      key_fingerprint, source_id, _ts(now), _ts(now), _ts(deadline)],
                 )
                 request_id = cursor.lastrowid
@@ -488,6 +499,27 @@ class SqliteStore:
         return await self._run(lambda: [
             ChatRef.parse(row[0])
             for row in self.db.execute("SELECT id FROM chats ORDER BY id")])
+
+    async def migrate_chat(self, old: ChatRef, new: ChatRef, *, now: datetime) -> None:
+        def work() -> None:
+            with self._tx():
+                exists = self.db.execute("SELECT 1 FROM chats WHERE id=?", [str(new)]).fetchone()
+                if not exists:
+                    self.db.execute(
+                        "INSERT INTO chats(id, platform, api_key_enc, key_hint, key_fingerprint,"
+                        " key_set_by, key_set_at, daily_cap, monthly_cap, daily_warned_on,"
+                        " monthly_warned_on, created_at, updated_at)"
+                        " SELECT ?, platform, api_key_enc, key_hint, key_fingerprint, key_set_by,"
+                        " key_set_at, daily_cap, monthly_cap, daily_warned_on, monthly_warned_on,"
+                        " created_at, ? FROM chats WHERE id=?",
+                        [str(new), _ts(now), str(old)])
+                for table in ("requests", "ledger"):
+                    self.db.execute(f"UPDATE {table} SET chat_id=? WHERE chat_id=?",  # noqa: S608
+                                    [str(new), str(old)])
+                if not exists:
+                    self.db.execute("DELETE FROM chats WHERE id=?", [str(old)])
+
+        await self._run(work)
 
     # delivery progress ---------------------------------------------------------------------
 

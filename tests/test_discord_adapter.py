@@ -191,8 +191,8 @@ async def test_stories_in_a_server(stack: Stack) -> None:
 async def test_stories_in_a_dm(stack: Stack) -> None:
     refused = await stack.stories("natgeo", dm=True)
     assert stack.texts(refused) == [
-        "This chat has no API key yet. A chat admin can set one with /setkey <key> "
-        "(Discord: /apikey set). Keys come from https://eternalsocial.dev."]
+        "This chat has no API key yet. A chat admin can set one with /apikey set. "
+        "Keys come from https://eternalsocial.dev."]
 
     await stack.set_key(user=MEMBER, dm=True, permissions=0)  # a DM is the user's own chat
     interaction = await stack.stories("natgeo", dm=True)
@@ -397,8 +397,10 @@ async def test_usage_limits_and_key_removal(stack: Stack) -> None:
     capped = await stack.run("limits", {"daily": 5, "monthly": 100}, **admin)
     assert fake_text(stack, capped) == (
         "Spending caps: 5 credits per day, 100 credits per month.")
-    shown = await stack.run("limits", **admin)
-    assert fake_text(stack, shown) == "Spending caps: 5 credits per day, 100 credits per month."
+    shown = await stack.run("limits", **admin)  # no option: shown, not rewritten
+    assert fake_text(stack, shown) == ("Spending caps: 5 credits per day, 100 credits per month."
+                                       "\nUsed today: 1 of 5 credits."
+                                       "\nUsed this month: 1 of 100 credits.")
     removed = await stack.run("limits", {"remove": "daily"}, **admin)
     assert fake_text(stack, removed) == "Spending caps: no daily cap, 100 credits per month."
     assert all(m.ephemeral for i in (usage, capped, shown, removed)

@@ -72,3 +72,46 @@ async def test_migrations_are_idempotent(tmp_path: Path) -> None:
         versions = [r[0] for r in store.db.execute("SELECT version FROM schema_migrations")]
         assert versions == [1]
         await store.close()
+
+
+async def test_reply_routing_is_encrypted_at_rest(tmp_path: Path) -> None:
+    """`Origin.reply` can carry a Discord interaction token: not in the file in clear."""
+    from datetime import timedelta
+
+    from bot.models import Origin
+
+    path = tmp_path / "bot.sqlite3"
+    store = SqliteStore(path, KeyCipher("s3cret"))
+    await store.open()
+    token = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDpzZWNyZXQtdG9rZW4tdmFsdWU"
+    origin = Origin(ChatRef("discord", "42"), "7", reply={"token": token, "channel": "9"})
+    now = datetime.now(UTC)
+    record = await store.create_request(origin, "natgeo", token_hash=None, key_fingerprint=None,
+                                        now=now, deadline=now + timedelta(minutes=5))
+    assert (await store.get_request(record.id)).origin.reply == origin.reply
+    await store.close()
+    assert token.encode() not in db_bytes(path)
+
+
+async def test_migrate_chat_moves_key_history_and_ledger(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from bot.models import Origin
+
+    store = SqliteStore(tmp_path / "bot.sqlite3", KeyCipher("s"))
+    await store.open()
+    old, new = ChatRef("telegram", "-1"), ChatRef("telegram", "-1001")
+    now = datetime.now(UTC)
+    await store.set_key(old, KEY, set_by="telegram:5", now=now)
+    await store.set_caps(old, daily=3, monthly=None, now=now)
+    record = await store.create_request(Origin(old, "5"), "natgeo", token_hash="h",
+                                        key_fingerprint=None, now=now,
+                                        deadline=now + timedelta(minutes=5))
+    await store.receive_result(record.id, "{}", credits=1, api_request_id=None, now=now)
+    await store.migrate_chat(old, new, now=now)
+    moved = await store.get_chat(new)
+    assert moved is not None and moved.api_key == KEY and moved.daily_cap == 3
+    assert await store.get_chat(old) is None
+    usage = await store.usage(new, now=now)
+    assert (usage.total.requests, usage.total.credits) == (1, 1)
+    await store.close()

@@ -285,3 +285,32 @@ async def test_a_wrong_token_fails_start_cleanly(world: TelegramWorld) -> None:
         await adapter.start()
     assert not adapter.running
     assert all(request._client.is_closed for request in adapter._requests)
+
+
+async def test_limits_without_argument_shows_the_caps(world: TelegramWorld) -> None:
+    await world.set_key()
+    await world.command(GROUP, "/limits daily 5", user=ADMIN)
+    shown = await world.command(GROUP, "/limits", user=ADMIN)
+    answer = world.answers_to(shown)[0].text
+    assert "5 credits per day, no monthly cap." in answer
+    assert "Used today: 0 of 5 credits." in answer
+
+
+async def test_group_upgraded_to_supergroup_keeps_its_key(world: TelegramWorld) -> None:
+    """Telegram moves a group to a new id when it becomes a supergroup; the bot follows."""
+    from bot.models import ChatRef
+
+    old, new = -4000000001, -1004000000001
+    world.fake.add_chat(old, "group", title="Small group",
+                        members={OWNER: "creator", ADMIN: "administrator"})
+    await world.set_key(old)
+    await world.fake.inject_update({"message": {
+        "message_id": 900, "date": int(time.time()),
+        "chat": {"id": old, "type": "group", "title": "Small group"},
+        "from": {"id": OWNER, "is_bot": False, "first_name": "Olivia"},
+        "migrate_to_chat_id": new}})
+    await world.command(old, "/help", user=MEMBER)  # handled after the migration (same chat)
+    assert world.app is not None
+    moved = await world.app.store.get_chat(ChatRef("telegram", str(new)))
+    assert moved is not None and moved.api_key == API_KEY
+    assert await world.app.store.get_chat(ChatRef("telegram", str(old))) is None

@@ -157,6 +157,10 @@ class CommandHandlers:
             changes["daily"] = None
         if remove in ("monthly", "both"):
             changes["monthly"] = None
+        if not changes:  # no option given: show the caps, change nothing
+            await self._answer_privately(interaction,
+                                         lambda: self._service.limits_text(origin))
+            return
         await self._answer_privately(interaction,
                                      lambda: self._service.set_limits(origin, **changes))
 

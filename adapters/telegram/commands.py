@@ -22,10 +22,10 @@ from telegram import (
     Update,
 )
 from telegram.error import BadRequest, Forbidden, TelegramError
-from telegram.ext import Application, CommandHandler, ContextTypes, filters
+from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from adapters.telegram import admin
-from adapters.telegram.routing import Target, origin_from
+from adapters.telegram.routing import Target, chat_ref, origin_from
 from adapters.telegram.sending import call_patiently
 from bot import messages
 from bot.errors import NotAllowed, StoriesBotError
@@ -82,6 +82,15 @@ class Commands:
             # New messages only: an edited "/stories a" → "/stories b" must not fetch again.
             app.add_handler(CommandHandler(name, self._wrap(handler),
                                            filters=filters.UpdateType.MESSAGE))
+        # A group upgraded to a supergroup changes id: its key and history move with it.
+        app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self._migrated))
+
+    async def _migrated(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or not message.migrate_to_chat_id:
+            return  # the new supergroup's own "migrated from" message: nothing to do
+        await self._service.migrate_chat(chat_ref(message.chat_id),
+                                         chat_ref(message.migrate_to_chat_id))
 
     def _wrap(self, handler: Handler) -> Callable[[Update, ContextTypes.DEFAULT_TYPE],
                                                   Awaitable[None]]:
@@ -153,7 +162,11 @@ class Commands:
         origin = await self._origin(message)
         if not self._may_admin(origin):  # refuse before parsing: no usage lesson for non-admins
             raise NotAllowed(f"{origin.user_ref} may not set the caps of {origin.chat}")
-        changes = parse_limits(argument_of(message))
+        argument = argument_of(message)
+        if not argument.strip():  # no argument: show the caps, change nothing
+            await self._answer(message, await self._service.limits_text(origin))
+            return
+        changes = parse_limits(argument)
         await self._answer(message, await self._service.set_limits(origin, **changes))
 
     async def help(self, message: Message) -> None:
