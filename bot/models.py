@@ -48,6 +48,9 @@ class Origin:
     user_name: str | None = None
     is_admin: bool = False
     reply: dict[str, Any] = field(default_factory=dict)
+    # The platform's id of the command (Telegram message id, Discord interaction id): a
+    # command delivered twice (updates are redelivered after a crash) is handled once.
+    command_id: str | None = None
 
     @property
     def user_ref(self) -> str:

@@ -45,7 +45,7 @@ from bot.ports import ChatAdapter, StoryDelivery
 from bot.ratelimit import KeyRateLimiter
 from bot.settings import Settings
 from bot.spending import cap_refusal, cap_warnings
-from bot.store import ChatRecord, RequestRecord, Store, Usage
+from bot.store import ChatRecord, DuplicateCommand, RequestRecord, Store, Usage
 from bot.usernames import normalise_username
 
 log = logging.getLogger(__name__)
@@ -242,8 +242,15 @@ class StoriesService:
         skips shared results: admins only."""
         argument, fresh = split_fresh(argument)
         force = force or fresh
+        if origin.command_id and await self._store.seen_command(origin.chat, origin.command_id):
+            log.info("command %s in %s already handled (redelivered); ignored",
+                     origin.command_id, origin.chat)
+            return
         try:
             await self._request_stories(origin, argument, force=force)
+        except DuplicateCommand:
+            log.info("command %s in %s arrived twice at once; handled once",
+                     origin.command_id, origin.chat)
         except StoriesBotError as exc:
             log.info("request refused in %s: %s", origin.chat, exc.kind)
             if isinstance(exc, LimitReached):

@@ -13,6 +13,10 @@ from typing import Protocol
 from bot.models import ChatRef, Origin, RequestState
 
 
+class DuplicateCommand(Exception):
+    """A request for this chat's command (`Origin.command_id`) exists already."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRecord:
     chat: ChatRef
@@ -113,6 +117,7 @@ class Store(Protocol):
     async def find_shareable(self, username: str, key_fingerprint: str, *,
                              received_since: datetime | None) -> RequestRecord | None: ...
     async def open_requests(self, chat: ChatRef) -> list[RequestRecord]: ...
+    async def seen_command(self, chat: ChatRef, command_id: str) -> bool: ...
     async def settle_followers(self, source_id: int, *, state: RequestState,
                                kind: str | None, detail: str | None,
                                now: datetime) -> list[RequestRecord]: ...

@@ -71,6 +71,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX ledger_chat ON ledger(chat_id, created_at);
         """,
     ),
+    (
+        2,
+        """
+        ALTER TABLE requests ADD COLUMN command_id TEXT;
+        CREATE UNIQUE INDEX requests_command ON requests(chat_id, command_id)
+            WHERE command_id IS NOT NULL;
+        """,
+    ),
 ]
 
 

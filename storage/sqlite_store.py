@@ -20,7 +20,7 @@ import sqlite_utils
 
 from bot.messages import mask_key
 from bot.models import ChatRef, Origin, RequestState
-from bot.store import ChatRecord, Received, RequestRecord, Usage, UsagePeriod
+from bot.store import ChatRecord, DuplicateCommand, Received, RequestRecord, Usage, UsagePeriod
 from storage.crypto import KeyCipher
 from storage.migrations import migrate
 
@@ -193,6 +193,7 @@ class SqliteStore:
             user_name=row["user_name"],
             is_admin=bool(row["is_admin"]),
             reply=self._reply(row["reply_enc"]),
+            command_id=row["command_id"],
         )
         created = _dt(row["created_at"])
         deadline = _dt(row["deadline_at"])
@@ -218,7 +219,7 @@ class SqliteStore:
     _COLUMNS = (
         "id, chat_id, user_id, user_name, is_admin, reply_enc, username, state, key_fingerprint,"
         " source_id, status_ref, api_request_id, error_kind, error_detail, credits_charged,"
-        " created_at, deadline_at, received_at, token_hash"
+        " created_at, deadline_at, received_at, token_hash, command_id"
     )
 
     def _select(self, where: str, params: Sequence[Any] = ()) -> list[RequestRecord]:
@@ -235,21 +236,30 @@ class SqliteStore:
                              source_id: int | None = None,
                              state: RequestState = RequestState.SUBMITTED) -> RequestRecord:
         def work() -> RequestRecord:
+            try:
+                request_id = insert()
+            except sqlite3.IntegrityError as exc:
+                if "command_id" in str(exc) or "requests_command" in str(exc):
+                    raise DuplicateCommand(origin.command_id) from None
+                raise
+            record = self._get_request(request_id)
+            assert record is not None
+            return record
+
+        def insert() -> int:
             with self._tx():
                 self._ensure_chat(origin.chat, _ts(now))
                 cursor = self.db.execute(
                     "INSERT INTO requests(chat_id, user_id, user_name, is_admin, reply_enc,"
                     " username, state, token_hash, key_fingerprint, source_id, created_at,"
-                    " updated_at, deadline_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " updated_at, deadline_at, command_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [str(origin.chat), origin.user_id, origin.user_name, int(origin.is_admin),
                      self._cipher.encrypt(json.dumps(origin.reply)), username, state.value,
                      token_hash,
-                     key_fingerprint, source_id, _ts(now), _ts(now), _ts(deadline)],
+                     key_fingerprint, source_id, _ts(now), _ts(now), _ts(deadline),
+                     origin.command_id],
                 )
-                request_id = cursor.lastrowid
-            record = self._get_request(int(request_id or 0))
-            assert record is not None
-            return record
+                return int(cursor.lastrowid or 0)
 
         return await self._run(work)
 
@@ -410,6 +420,14 @@ class SqliteStore:
                  RequestState.DELIVERED.value, _ts(received_since)],
             )
             return found[0] if found else None
+
+        return await self._run(work)
+
+    async def seen_command(self, chat: ChatRef, command_id: str) -> bool:
+        def work() -> bool:
+            return self.db.execute(
+                "SELECT 1 FROM requests WHERE chat_id=? AND command_id=?",
+                [str(chat), command_id]).fetchone() is not None
 
         return await self._run(work)
 

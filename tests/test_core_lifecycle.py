@@ -271,3 +271,19 @@ async def test_uncertain_album_is_not_resent_and_status_is_honest(
     assert len(second.items()) == 13
     assert second.texts()[-1] == ("@manystories: 13 of 23 stories posted. 10 were being posted "
                                   "when the bot was interrupted and may be missing.")
+
+
+async def test_a_redelivered_command_is_handled_once(make_app: AppFactory,
+                                                     emulator: Emulator) -> None:
+    """Platforms redeliver updates after a crash: the same command id fetches once."""
+    from dataclasses import replace
+
+    app, chat = await make_app(cache_ttl=0)
+    await set_key(app)
+    command = replace(origin(), command_id="4711")
+    await asyncio.gather(*(app.service.request_stories(command, "natgeo") for _ in range(3)))
+    await app.wait_idle(timeout=10)
+    await app.service.request_stories(command, "natgeo")
+    await app.wait_idle(timeout=10)
+    assert len(emulator.requests) == 1
+    assert len(chat.items()) == 5

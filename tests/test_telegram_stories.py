@@ -277,3 +277,26 @@ async def test_bot_removed_from_chat_loses_nothing_silently(world: TelegramWorld
     failed = await world.app.store.requests_in_state(RequestState.FAILED)
     assert [r.username for r in failed] == ["manystories"]
     assert await world.app.store.item_states(failed[0].id) == {}
+
+
+async def test_429_storm_is_waited_out_without_duplicates(world: TelegramWorld) -> None:
+    for _ in range(4):  # flood control on several calls in a row
+        world.fake.fail_next("sendMediaGroup", retry_after=1)
+    await world.command(GROUP, "/stories manystories", user=MEMBER)
+    await world.settle(timeout=30)
+    posted = media_messages(world)
+    captions = [m.caption for m in posted]
+    assert len(captions) == len(set(captions)) == 23
+
+
+async def test_dropped_connection_is_never_resent(world: TelegramWorld) -> None:
+    """The connection dies while an album is in flight: it may or may not have been posted,
+    so it is not sent again (never twice), the rest is, and the status says so."""
+    world.fake.drops["sendmediagroup"] = 1
+    await world.command(GROUP, "/stories manystories", user=MEMBER)
+    await world.settle(timeout=30)
+    captions = [m.caption for m in media_messages(world)]
+    assert len(captions) == len(set(captions)) == 13  # the first album of 10 is in doubt
+    status = [m.text for m in world.fake.bot_messages(GROUP) if m.text]
+    assert any("13 of 23 stories posted. 10 were being posted when the bot was interrupted"
+               in (t or "") for t in status), status

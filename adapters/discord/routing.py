@@ -100,6 +100,7 @@ def origin_of(interaction: discord.Interaction, route: ReplyRoute | None = None)
         user_name=user.name,
         is_admin=is_chat_admin(interaction),
         reply=(route or ReplyRoute.from_interaction(interaction)).to_reply(),
+        command_id=str(interaction.id),
     )
 
 

@@ -44,7 +44,7 @@ def origin_from(message: Message, *, is_admin: bool) -> Origin:
     if message.is_topic_message and message.message_thread_id is not None:
         reply["thread_id"] = message.message_thread_id
     return Origin(chat=chat_ref(message.chat.id), user_id=user_id, user_name=user_name,
-                  is_admin=is_admin, reply=reply)
+                  is_admin=is_admin, reply=reply, command_id=str(message.message_id))
 
 
 @dataclass(frozen=True, slots=True)

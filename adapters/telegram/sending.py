@@ -185,11 +185,13 @@ class StorySender:
 
     async def _send_batch(self, target: Target, batch: list[Planned],
                           tracker: DeliveryTracker) -> None:
+        # `sending` is recorded right before each call that posts, never earlier: a crash
+        # while downloading must leave the items free to be sent after a restart.
         items = [entry.item for entry in batch]
-        await tracker.sending(items)
         if batch[0].route == "link":
             entry = batch[0]
             limit = self._limits.upload(entry.item.kind)
+            await tracker.sending(items)
             await self._send_texts(target, [
                 f"{entry.caption}\n{messages.too_large_link(entry.item, limit)}"])
             await tracker.sent(items)
@@ -197,10 +199,12 @@ class StorySender:
         try:
             uploads = {entry.item.id: await self._download(entry.variant.url, entry.item.kind)
                        for entry in batch if entry.route == "upload"}
+            await tracker.sending(items)
             await self._post(target, batch, uploads)
         except (BadRequest, MediaError) as exc:
             log.info("album of %d refused as planned (%s); uploading it instead", len(batch),
                      _reason(exc))
+            await tracker.unsent(items)  # not posted: the fallback below marks its own
         else:
             await tracker.sent(items)
             return
@@ -219,6 +223,7 @@ class StorySender:
                 return
             current, group, group_bytes = group, [], 0
             entries = [entry for entry, _ in current]
+            await tracker.sending([entry.item for entry in entries])
             try:
                 await self._post(target, entries, {e.item.id: data for e, data in current})
             except BadRequest as exc:
@@ -232,6 +237,7 @@ class StorySender:
             fetched = await self._download_fitting(entry)
             if isinstance(fetched, str):
                 await flush()
+                await tracker.sending([entry.item])
                 await self._send_texts(target, [f"{entry.caption}\n{fetched}"])
                 await tracker.sent([entry.item])
                 continue

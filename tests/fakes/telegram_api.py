@@ -31,7 +31,7 @@ import contextlib
 import itertools
 import json
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -108,6 +108,10 @@ class FakeTelegram:
         self.files: dict[str, tuple[MediaRecord, bytes]] = {}
         self.fetched_urls: list[str] = []
         self._failures: dict[str, deque[ApiError]] = defaultdict(deque)
+        # Seconds to wait before answering a method (lower-case name): a slow Telegram.
+        self.latency: dict[str, float] = {}
+        # Calls of a method (lower-case name) to answer by dropping the connection instead.
+        self.drops: Counter[str] = Counter()
         self._updates: list[dict[str, Any]] = []  # not yet confirmed by an offset
         self._update_ids = itertools.count(1)
         self._delivered_update_ids: set[int] = set()
@@ -306,6 +310,14 @@ class FakeTelegram:
             failures = self._failures.get(name)
             if failures:
                 raise failures.popleft()
+            if self.latency.get(name):  # a slow Telegram, for shutdown and crash tests
+                await asyncio.sleep(self.latency[name])
+            if self.drops[name] > 0:  # the connection dies before any answer
+                self.drops[name] -= 1
+                if request.transport is not None:
+                    request.transport.abort()
+                await self._notify()
+                return web.Response(status=500)
             result = await handler(params)
         except ApiError as error:
             await self._notify()
