@@ -20,7 +20,7 @@ import pytest
 from adapters.discord import DiscordAdapter
 from bot.app import App
 from bot.emulator import Emulator
-from tests.conftest import API_KEY, KNOWN_SECRETS, make_settings
+from tests.conftest import API_KEY, KNOWN_SECRETS, assert_no_secret_in_file, make_settings
 from tests.fakes.discord_api import (
     ADMINISTRATOR,
     MANAGE_GUILD,
@@ -115,6 +115,11 @@ async def make_stack(tmp_path: Path, emulator: Emulator,
         await fake.stop()
         # Checked against every log line of the test once this fixture is torn down.
         KNOWN_SECRETS.update({fake.token, *(i.token for i in fake.interactions.values())})
+        # ...and now against the database file and every message the bot posted.
+        assert_no_secret_in_file(app.settings.database_path)
+        for message in fake.messages:
+            text = message.content + repr(message.embeds)
+            assert not any(secret in text for secret in KNOWN_SECRETS), message.id
 
 
 @pytest.fixture

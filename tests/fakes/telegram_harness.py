@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.app import App
 from bot.emulator import Emulator
-from tests.conftest import API_KEY, make_settings
+from tests.conftest import API_KEY, KNOWN_SECRETS, assert_no_secret_in_file, make_settings
 from tests.fakes.telegram_api import ChatMessage, FakeTelegram, FakeUser
 
 GROUP = -1001000000001
@@ -72,6 +72,13 @@ class TelegramWorld:
             await self.stop_app()
         finally:
             await self.fake.close()
+        # No secret in the database file, nor in anything the bot posted.
+        KNOWN_SECRETS.add(self.fake.token)
+        assert_no_secret_in_file(self.database_path)
+        for message in self.fake.messages.values():
+            if message.from_bot:
+                text = f"{message.text or ''} {message.caption or ''} {message.edits}"
+                assert not any(s in text for s in KNOWN_SECRETS), message.message_id
 
     @property
     def adapter(self) -> Any:
