@@ -250,8 +250,6 @@ async def test_server_error_on_an_album_is_retried_without_duplicates(
         world: TelegramWorld) -> None:
     """Telegram answers 500 to the second album: that album was not posted, so the core sends
     it again (after a short backoff) and every story arrives exactly once."""
-    assert world.app is not None
-    world.app.service._delivery_backoff = 0.01
     world.fake.fail_next("sendMediaGroup", status=500, description="Internal Server Error")
     await world.command(GROUP, "/stories manystories", user=MEMBER)
     await world.settle()
@@ -266,8 +264,6 @@ async def test_bot_removed_from_chat_loses_nothing_silently(world: TelegramWorld
     """Every send is refused (403): nothing is marked posted, the request ends as failed."""
     from bot.models import RequestState
 
-    assert world.app is not None
-    world.app.service._delivery_backoff = 0.01
     for _ in range(3):
         world.fake.fail_next("sendMediaGroup", status=403,
                              description="Forbidden: bot was kicked from the supergroup chat")

@@ -59,7 +59,8 @@ class TelegramWorld:
                                  telegram_api_url=self.fake.url,
                                  bot_owner_ids=f"telegram:{BOT_OWNER}",
                                  **self.settings_overrides)
-        self.app = App(settings, public_url="auto")
+        # Quick retries of a failed delivery: tests must not wait out production backoffs.
+        self.app = App(settings, public_url="auto", service_options={"delivery_backoff": 0.01})
         await self.app.start()
         return self.app
 

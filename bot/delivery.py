@@ -1,0 +1,159 @@
+"""Delivery: posting a received result to its chat, once, whatever happens.
+
+One background task per request. Progress is recorded per message through a `DeliveryTracker`
+(`sending` → `sent`, or back to nothing when the platform refused), so a retry or a restart
+resumes where it stopped and never posts an item twice. An item left `sending` by a crash or
+a lost connection may have been posted: it is not resent (at most once), and the final status
+says so rather than claiming everything arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from bot import codec, messages
+from bot.models import RequestState, StoryItem
+from bot.outbox import Outbox
+from bot.ports import StoryDelivery
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class StoreTracker:
+    """`DeliveryTracker` backed by the store, for one request."""
+
+    def __init__(self, store: Store, request_id: int, clock: Clock) -> None:
+        self._store = store
+        self._request_id = request_id
+        self._clock = clock
+
+    async def sending(self, items: Sequence[StoryItem]) -> None:
+        await self._store.mark_items(self._request_id, [i.id for i in items], "sending",
+                                     now=self._clock())
+
+    async def sent(self, items: Sequence[StoryItem]) -> None:
+        await self._store.mark_items(self._request_id, [i.id for i in items], "sent",
+                                     now=self._clock())
+
+    async def unsent(self, items: Sequence[StoryItem]) -> None:
+        await self._store.clear_items(self._request_id, [i.id for i in items])
+
+
+class Deliveries:
+    def __init__(self, store: Store, outbox: Outbox, *, clock: Clock,
+                 sleep: Callable[[float], Awaitable[None]], attempts: int, backoff: float,
+                 on_change: Callable[[], None]) -> None:
+        self._store = store
+        self._outbox = outbox
+        self._clock = clock
+        self._sleep = sleep
+        self._attempts = attempts
+        self._backoff = backoff
+        self._on_change = on_change
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._stopped = False
+
+    @property
+    def running(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks.values())
+
+    def stop(self) -> None:
+        """No new deliveries: a result received from now on waits for the next start."""
+        self._stopped = True
+
+    def schedule(self, request_id: int) -> None:
+        if request_id in self._tasks or self._stopped:
+            return
+        task = asyncio.create_task(self._deliver_safely(request_id), name=f"deliver-{request_id}")
+        self._tasks[request_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(request_id, None))
+
+    async def _deliver_safely(self, request_id: int) -> None:
+        try:
+            await self._deliver(request_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery of request %d failed unexpectedly", request_id)
+        finally:
+            self._on_change()
+
+    async def _deliver(self, request_id: int) -> None:
+        record = await self._store.get_request(request_id)
+        if record is None or record.state is not RequestState.RECEIVED:
+            return
+        adapter = self._outbox.adapter_for(record.origin.chat)
+        if adapter is None:
+            log.warning("request %d: no %s adapter running; will deliver once it is", record.id,
+                        record.origin.chat.platform)
+            return
+        source = await self._store.get_request(record.source_id) if record.source_id else record
+        text = await self._store.result_json(source.id) if source else None
+        if source is None or text is None:
+            await self._store.mark_failed(record.id, kind="missing_result",
+                                          detail="result not found", now=self._clock())
+            return
+        result = codec.loads(text)
+        cached_at = None
+        if record.source_id and source.received_at and record.created_at > source.received_at:
+            cached_at = source.received_at
+        if not result.items:
+            await self._outbox.edit_status(record, messages.no_stories(result.profile))
+            await self._store.mark_delivered(record.id, now=self._clock())
+            return
+        for attempt in range(1, self._attempts + 1):
+            pending = await self._pending_items(record.id, result.items)
+            if not pending:
+                break
+            delivery = StoryDelivery(
+                request_id=record.id, profile=result.profile, items=tuple(pending),
+                total=len(result.items), tracker=StoreTracker(self._store, record.id, self._clock),
+                first_index=result.items.index(pending[0]), cached_at=cached_at,
+            )
+            try:
+                await adapter.send_stories(record.origin, delivery)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("request %d: delivery attempt %d failed: %s", record.id, attempt,
+                            type(exc).__name__)
+                if attempt < self._attempts:
+                    await self._sleep(self._backoff * attempt)
+        states = await self._store.item_states(record.id)
+        posted = sum(1 for item in result.items if states.get(item.id) == "sent")
+        uncertain = sum(1 for item in result.items if states.get(item.id) == "sending")
+        total = len(result.items)
+        if posted == 0 and uncertain == 0:
+            await self._store.mark_failed(record.id, kind="delivery_failed",
+                                          detail="nothing could be posted", now=self._clock())
+            await self._outbox.edit_status(record, messages.delivery_failed(record.username))
+            log.warning("request %d: nothing could be posted to %s", record.id,
+                        record.origin.chat)
+            return
+        if posted < total:
+            text = messages.partly_delivered(result.profile, posted, total, uncertain)
+        else:
+            text = messages.delivered(result.profile, total, cached_at=cached_at,
+                                      now=self._clock())
+        await self._outbox.edit_status(record, text)
+        await self._store.mark_delivered(record.id, now=self._clock())
+        log.info("request %d: delivered %d of %d items to %s", record.id, posted, total,
+                 record.origin.chat)
+
+    async def _pending_items(self, request_id: int,
+                             items: tuple[StoryItem, ...]) -> list[StoryItem]:
+        states = await self._store.item_states(request_id)
+        uncertain = [i.id for i in items if states.get(i.id) == "sending"]
+        if uncertain:
+            # A message was in flight when the process stopped or the connection broke: it
+            # may have been posted. Posting it again could duplicate it: "at most once".
+            log.warning("request %d: %d items were in flight and may be posted; not resent",
+                        request_id, len(uncertain))
+        return [i for i in items if i.id not in states]
