@@ -72,12 +72,18 @@ def no_secret_in_logs() -> Iterator[_CapturingHandler]:
     assert not leaks, f"secrets in logs: {leaks}"
 
 
-def assert_no_secret_in_file(path: Path) -> None:
+def db_file_bytes(path: Path) -> bytes:
+    """A SQLite database as stored on disk: the file and its WAL side files."""
     data = b""
     for suffix in ("", "-wal", "-shm"):
         candidate = Path(str(path) + suffix)
         if candidate.exists():
             data += candidate.read_bytes()
+    return data
+
+
+def assert_no_secret_in_file(path: Path) -> None:
+    data = db_file_bytes(path)
     leaks = [secret[:6] for secret in KNOWN_SECRETS if secret.encode() in data]
     assert not leaks, f"secrets in {path.name}: {leaks}"
 

@@ -10,17 +10,9 @@ from pathlib import Path
 from bot.models import ChatRef
 from storage.crypto import KeyCipher, load_or_create_secret
 from storage.sqlite_store import SqliteStore
+from tests.conftest import db_file_bytes
 
 KEY = "sk_live_supersecret_0123456789_9f2c"
-
-
-def db_bytes(path: Path) -> bytes:
-    data = b""
-    for suffix in ("", "-wal", "-shm"):
-        candidate = Path(str(path) + suffix)
-        if candidate.exists():
-            data += candidate.read_bytes()
-    return data
 
 
 async def test_key_is_encrypted_at_rest(tmp_path: Path) -> None:
@@ -32,10 +24,10 @@ async def test_key_is_encrypted_at_rest(tmp_path: Path) -> None:
     record = await store.set_key(chat, KEY, set_by="telegram:5", now=now)
     assert record.api_key == KEY
     assert record.key_hint == "sk_live_…9f2c"
-    assert KEY.encode() not in db_bytes(path)
-    assert b"supersecret" not in db_bytes(path)
+    assert KEY.encode() not in db_file_bytes(path)
+    assert b"supersecret" not in db_file_bytes(path)
     await store.close()
-    assert KEY.encode() not in db_bytes(path)
+    assert KEY.encode() not in db_file_bytes(path)
 
     # the generated secret is private to the owner, and reopening reads the key back
     secret_file = tmp_path / "bot.sqlite3.secret"
@@ -90,7 +82,7 @@ async def test_reply_routing_is_encrypted_at_rest(tmp_path: Path) -> None:
                                         now=now, deadline=now + timedelta(minutes=5))
     assert (await store.get_request(record.id)).origin.reply == origin.reply
     await store.close()
-    assert token.encode() not in db_bytes(path)
+    assert token.encode() not in db_file_bytes(path)
 
 
 async def test_migrate_chat_moves_key_history_and_ledger(tmp_path: Path) -> None:

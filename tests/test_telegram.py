@@ -16,7 +16,7 @@ from adapters.telegram import TelegramAdapter
 from bot import messages
 from bot.emulator import Emulator
 from bot.models import RequestState
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, db_file_bytes
 from tests.fakes.telegram_api import ANONYMOUS_ADMIN_ID
 from tests.fakes.telegram_harness import (
     ADMIN,
@@ -37,11 +37,6 @@ NOT_ALLOWED = "Only the chat's admins can do that."
 async def world(tmp_path: Path, emulator: Emulator) -> AsyncIterator[TelegramWorld]:
     async with TelegramWorld(tmp_path, emulator) as started:
         yield started
-
-
-def db_bytes(path: Path) -> bytes:
-    """The database file and its WAL side files, as stored on disk."""
-    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
 
 
 async def test_menus_registered_by_scope(world: TelegramWorld) -> None:
@@ -77,11 +72,11 @@ async def test_setkey_by_admin_deletes_the_key_message(world: TelegramWorld,
     stories = await world.command(GROUP, "/stories nostories", user=MEMBER)
     await world.settle()
     assert world.answers_to(stories)[-1].text == "@nostories has no active stories right now."
-    assert API_KEY.encode() not in db_bytes(world.database_path)
+    assert API_KEY.encode() not in db_file_bytes(world.database_path)
     assert API_KEY not in caplog.text
     assert world.fake.token not in caplog.text  # httpx logs URLs, and they carry the token
     await world.stop_app()
-    assert API_KEY.encode() not in db_bytes(world.database_path)
+    assert API_KEY.encode() not in db_file_bytes(world.database_path)
 
 
 async def test_setkey_by_member_is_refused_and_still_deleted(world: TelegramWorld) -> None:
