@@ -84,6 +84,10 @@ class ChatAdmin:
                                             now=self._clock())
         log.info("caps of %s set by %s: daily %s, monthly %s", origin.chat, origin.user_ref,
                  daily, monthly)
+        # On the ledger too (0 credits), so the history of a chat's figures explains itself.
+        await self._store.add_ledger(origin.chat, None, "caps",
+                                     note=f"daily={daily} monthly={monthly} by {origin.user_ref}",
+                                     now=self._clock())
         return "Spending caps: " + _caps_text(record.daily_cap, record.monthly_cap)
 
     async def limits_text(self, origin: Origin) -> str:

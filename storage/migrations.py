@@ -62,7 +62,7 @@ MIGRATIONS: list[tuple[int, str]] = [
             id INTEGER PRIMARY KEY,
             chat_id TEXT NOT NULL REFERENCES chats(id),
             request_id INTEGER REFERENCES requests(id),
-            kind TEXT NOT NULL,               -- 'charge' | 'late' | 'shared' | 'refused'
+            kind TEXT NOT NULL,               -- 'charge' | 'late' | 'shared' | 'refused' | 'caps'
             credits INTEGER NOT NULL DEFAULT 0, -- as reported by the API (creditsCharged)
             saved INTEGER NOT NULL DEFAULT 0,   -- credits a shared result avoided
             note TEXT,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -66,6 +67,9 @@ async def test_daily_cap_edge_warning_and_reset(tmp_path: Path, emulator: Emulat
         assert "This month: 3 requests, 3 credits" in usage  # still November
         assert "All time: 3 requests, 3 credits" in usage  # the refusal spent nothing
         assert await app.store.ledger_total() == emulator.total_charged == 3
+        # every charge, refusal and change of caps is on the ledger
+        kinds = Counter(row[0] for row in app.store.db.execute("SELECT kind FROM ledger"))
+        assert kinds == {"charge": 3, "refused": 1, "caps": 1}
     finally:
         await app.stop()
 
