@@ -218,7 +218,7 @@ class StoriesService(ChatAdmin):
             shared = await self._store.find_shareable(username, fingerprint,
                                                       received_since=since)
             if shared is not None:
-                self._cooldowns[origin.user_ref] = now
+                self._start_cooldown(origin, now)
                 await self._share(origin, username, shared, fingerprint)
                 return
         if len(open_requests) >= self._settings.max_in_flight_per_chat:
@@ -230,8 +230,14 @@ class StoriesService(ChatAdmin):
         refusal = cap_refusal(usage, in_flight=len(open_requests), now=now)
         if refusal:
             raise LimitReached("cap reached", user_message=refusal)
-        self._cooldowns[origin.user_ref] = now
+        self._start_cooldown(origin, now)
         await self._submit(origin, username, key, fingerprint)
+
+    def _start_cooldown(self, origin: Origin, now: datetime) -> None:
+        if len(self._cooldowns) > 10_000:  # forget the users whose cooldown is over
+            horizon = now - timedelta(seconds=self._settings.user_cooldown)
+            self._cooldowns = {u: t for u, t in self._cooldowns.items() if t > horizon}
+        self._cooldowns[origin.user_ref] = now
 
     def _check_cooldown(self, origin: Origin, now: datetime) -> None:
         cooldown = self._settings.user_cooldown
