@@ -23,6 +23,12 @@ class KeyRateLimiter:
         self._windows = tuple((span + margin, limit) for span, limit in windows if limit > 0)
         self._clock = clock
         self._booked: dict[str, deque[float]] = {}
+        self._blocked_until: dict[str, float] = {}
+
+    def block(self, key: str, seconds: float) -> None:
+        """The API said 429 (another client may share the key): no slot for `seconds`."""
+        until = self._clock() + max(0.0, seconds)
+        self._blocked_until[key] = max(until, self._blocked_until.get(key, 0.0))
 
     def reserve(self, key: str) -> float:
         """Book a slot for `key`; return the seconds to wait before using it (0 = now)."""
@@ -31,7 +37,7 @@ class KeyRateLimiter:
         longest = max((span for span, _ in self._windows), default=0.0)
         while booked and booked[0] <= now - longest:
             booked.popleft()
-        at = now
+        at = max(now, self._blocked_until.get(key, now))
         for span, limit in self._windows:
             # The slot must be at least `span` after the limit-th most recent booking.
             if len(booked) >= limit:

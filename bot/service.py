@@ -311,6 +311,8 @@ class StoriesService(ChatAdmin):
             answer = await self._api.request_stories(key, username, webhook)
         except ApiError as exc:
             log.info("request %d: API refused (%s, status %s)", record.id, exc.kind, exc.status)
+            if isinstance(exc, RateLimited):
+                self._limiter.block(fingerprint, exc.retry_after or 60.0)
             await self._fail(record.id, exc, credits=0)
             return
         if isinstance(answer, Accepted):

@@ -235,3 +235,14 @@ async def test_limiter_keeps_a_burst_under_the_api_limit(tmp_path: Path) -> None
     queued = [t for t in chat.texts() if "queued for about" in t]
     assert len(queued) >= 30  # the long waits were announced
     assert emulator.total_charged == 100
+
+
+def test_limiter_windows_and_429_block() -> None:
+    now = [0.0]
+    limiter = KeyRateLimiter(((60.0, 3),), clock=lambda: now[0], margin=0.0)
+    assert [limiter.reserve("k") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.reserve("k") == 60.0  # the 4th waits for the 1st to leave the window
+    assert limiter.reserve("other") == 0.0  # per key
+    now[0] = 200.0
+    limiter.block("k", 30)  # the API said 429, Retry-After: 30
+    assert limiter.reserve("k") == 30.0
