@@ -171,14 +171,17 @@ class BotProcess:
         # bot's own): looking must not queue on the store's thread or block the loop.
         return await asyncio.to_thread(self._counts_now)
 
-    async def wait_states(self, *, states: list[str], count: int,
-                          timeout: float = 300.0) -> dict[str, int]:
+    async def wait_states(self, *, states: list[str], count: int, timeout: float = 300.0,
+                          interval: float = 0.01) -> dict[str, Any]:
+        """Wait until at least `count` requests are in one of `states` (looked at every
+        `interval` seconds; the figure it ends is at most that late)."""
+        began = monotonic()
         async with asyncio.timeout(timeout):
             while True:
                 counts = await self.state_counts()
                 if sum(counts.get(s, 0) for s in states) >= count:
-                    return counts
-                await asyncio.sleep(0.05)
+                    return {"counts": counts, "waited_s": monotonic() - began}
+                await asyncio.sleep(interval)
 
     async def idle(self, *, timeout: float = 300.0) -> dict[str, Any]:
         assert self.app is not None

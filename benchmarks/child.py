@@ -96,10 +96,8 @@ class Child:
     async def close(self, timeout: float = 20.0) -> None:
         proc = self._proc
         if proc is not None and proc.returncode is None:
-            try:
+            with contextlib.suppress(ChildError, ConnectionError, BrokenPipeError):
                 await self.call("stop", timeout=timeout)
-            except (ChildError, ConnectionError, BrokenPipeError):
-                pass
             try:
                 await asyncio.wait_for(proc.wait(), timeout)
             except TimeoutError:

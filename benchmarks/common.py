@@ -24,7 +24,7 @@ from bot.ports import StoryDelivery
 from bot.settings import Settings
 
 MiB = 1024 * 1024
-SECRET = "bench-secret-key-for-fernet"
+SECRET = "bench-secret-key-for-fernet"  # noqa: S105 - a throwaway database's key
 API_KEY = "sk_live_benchkey0123456789abcdef"
 CALLBACK_UA = "eternalsocial-webhook/1.0"
 
@@ -92,12 +92,12 @@ async def manystories_body() -> bytes:
 
     from bot.emulator import Emulator, EmulatorConfig
 
-    async with Emulator(EmulatorConfig(keys={API_KEY: 10})) as emulator:
-        async with httpx.AsyncClient(trust_env=False) as client:
-            response = await client.post(emulator.stories_url, json={"username": "manystories"},
-                                         headers={"Authorization": f"Bearer {API_KEY}"})
-            response.raise_for_status()
-            body = response.json()
+    async with (Emulator(EmulatorConfig(keys={API_KEY: 10})) as emulator,
+                httpx.AsyncClient(trust_env=False) as client):
+        response = await client.post(emulator.stories_url, json={"username": "manystories"},
+                                     headers={"Authorization": f"Bearer {API_KEY}"})
+        response.raise_for_status()
+        body = response.json()
     assert body["success"] and len(body["data"]["items"]) == 23
     return json.dumps(body).encode()
 
@@ -196,8 +196,9 @@ def machine() -> dict[str, Any]:
     except AttributeError:
         usable = os.cpu_count() or 0
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    import aiohttp
     import sqlite3
+
+    import aiohttp
 
     return {
         "nproc": usable,

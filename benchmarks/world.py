@@ -128,7 +128,7 @@ class World:
         assert self.emulator is not None
         pairs = [(r.webhook_url, r.result, r.username) for r in self.emulator.requests
                  if r.mode == "webhook" and r.result]
-        Path(path).write_text(json.dumps(pairs))
+        await asyncio.to_thread(Path(path).write_text, json.dumps(pairs))
         return {"count": len(pairs)}
 
     async def wait_callbacks(self, *, count: int, timeout: float = 300.0) -> dict[str, Any]:
@@ -151,12 +151,10 @@ class World:
         assert fake is not None
         wanted = set(chat_ids)
 
-        def seen() -> set[int]:
-            return {chat for _, _, chat in fake.stamps} & wanted
+        def all_seen() -> bool:
+            return wanted <= {chat for _, _, chat in fake.stamps}
 
-        async with asyncio.timeout(timeout):
-            while len(seen()) < len(wanted):
-                await asyncio.sleep(0.02)
+        await fake.wait_for(all_seen, timeout)  # re-checked on every call the fake answers
         first: dict[str, list[Any]] = {}
         for at, method, chat in fake.stamps:
             if chat in wanted and str(chat) not in first:

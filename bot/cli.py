@@ -33,22 +33,25 @@ def _settings(**overrides: Any) -> Settings:
 # run ----------------------------------------------------------------------------------------
 
 
-async def _wait_for_signal() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT/SIGTERM. Installed before start-up: /healthz answers 200 before
+    `App.start()` returns, and a SIGTERM sent then must still shut down gracefully."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def _run(settings: Settings) -> int:
     from bot.app import App
 
     app = App(settings)
+    stop = _stop_on_signals()
     await app.start()
     try:
-        await _wait_for_signal()
+        await stop.wait()
         log.info("shutting down: finishing deliveries in progress")
     finally:
         await app.stop(timeout=15)
