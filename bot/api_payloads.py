@@ -79,12 +79,6 @@ class _Loose(BaseModel):
     model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
 
 
-class Candidate(_Loose):
-    url: str | None = None
-    width: LooseInt = None
-    height: LooseInt = None
-
-
 class ImageVersions(_Loose):
     candidates: LooseList = None
 
@@ -130,16 +124,19 @@ class Envelope(_Loose):
 
 
 def _variants(raw: list[Any] | None) -> list[MediaVariant]:
+    """The usable renditions among `candidates` / `video_versions` entries.
+
+    Each entry is `{url, width, height, …}`. They are read by hand rather than through a
+    model: a callback carries ~100 of them and only three fields matter (a URL that is a
+    string starting with http(s); sizes as loose ints, junk → unknown)."""
     found: list[MediaVariant] = []
     for entry in raw or []:
         if not isinstance(entry, dict):
             continue
-        try:
-            candidate = Candidate.model_validate(entry)
-        except ValidationError:
-            continue
-        if candidate.url and candidate.url.startswith(("http://", "https://")):
-            found.append(MediaVariant(candidate.url, candidate.width, candidate.height))
+        url = entry.get("url")
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            found.append(MediaVariant(url, _to_int_or_none(entry.get("width")),
+                                      _to_int_or_none(entry.get("height"))))
     # Largest first; unknown sizes last, keeping the API's order among equals.
     return sorted(found, key=lambda v: -((v.width or 0) * (v.height or 0)))
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
+from bot import fastjson
 from bot.service import StoriesService
 from bot.store import Store
 
@@ -125,7 +126,7 @@ class CallbackServer:
             log.info("callback body unreadable: %s", type(exc).__name__)
             return _json(400, {"error": "unreadable body"})
         try:
-            payload = json.loads(body)
+            payload = fastjson.loads(body)
         except (UnicodeDecodeError, ValueError, RecursionError):
             return _json(400, {"error": "body is not JSON"})
         try:

@@ -6,10 +6,10 @@ kept is this normalised form, enough to deliver after a restart.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
+from bot import fastjson
 from bot.models import MediaKind, MediaVariant, Profile, StoriesResult, StoryItem
 
 
@@ -23,7 +23,7 @@ def _unvariant(data: list[Any]) -> MediaVariant:
 
 def dumps(result: StoriesResult) -> str:
     p = result.profile
-    return json.dumps({
+    return fastjson.dumps({
         "profile": {
             "username": p.username, "full_name": p.full_name, "user_id": p.user_id,
             "is_private": p.is_private, "is_verified": p.is_verified,
@@ -40,11 +40,11 @@ def dumps(result: StoriesResult) -> str:
         "credits_charged": result.credits_charged,
         "api_request_id": result.api_request_id,
         "skipped_items": result.skipped_items,
-    }, separators=(",", ":"))
+    })
 
 
 def loads(text: str) -> StoriesResult:
-    data = json.loads(text)
+    data = fastjson.loads(text)
     items = tuple(
         StoryItem(
             id=i["id"],

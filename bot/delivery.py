@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from bot import codec, messages
-from bot.models import RequestState, StoryItem
+from bot.models import RequestState, StoriesResult, StoryItem
 from bot.outbox import Outbox
 from bot.ports import StoryDelivery
-from bot.store import Store
+from bot.store import RequestRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -26,29 +26,39 @@ Clock = Callable[[], datetime]
 
 
 class StoreTracker:
-    """`DeliveryTracker` backed by the store, for one request."""
+    """`DeliveryTracker` backed by the store, for one request; `states` mirrors what it wrote
+    (item id → 'sending' | 'sent'), so progress is known without reading it back."""
 
-    def __init__(self, store: Store, request_id: int, clock: Clock) -> None:
+    def __init__(self, store: Store, request_id: int, clock: Clock,
+                 states: dict[str, str]) -> None:
         self._store = store
         self._request_id = request_id
         self._clock = clock
+        self.states = states
 
     async def sending(self, items: Sequence[StoryItem]) -> None:
-        await self._store.mark_items(self._request_id, [i.id for i in items], "sending",
-                                     now=self._clock())
+        await self._mark(items, "sending")
 
     async def sent(self, items: Sequence[StoryItem]) -> None:
-        await self._store.mark_items(self._request_id, [i.id for i in items], "sent",
-                                     now=self._clock())
+        await self._mark(items, "sent")
+
+    async def _mark(self, items: Sequence[StoryItem], state: str) -> None:
+        ids = [i.id for i in items]
+        await self._store.mark_items(self._request_id, ids, state, now=self._clock())
+        self.states.update(dict.fromkeys(ids, state))
 
     async def unsent(self, items: Sequence[StoryItem]) -> None:
-        await self._store.clear_items(self._request_id, [i.id for i in items])
+        ids = [i.id for i in items]
+        await self._store.clear_items(self._request_id, ids)
+        for item_id in ids:
+            if self.states.get(item_id) == "sending":
+                del self.states[item_id]
 
 
 class Deliveries:
     def __init__(self, store: Store, outbox: Outbox, *, clock: Clock,
                  sleep: Callable[[float], Awaitable[None]], attempts: int, backoff: float,
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], max_concurrent: int = 8) -> None:
         self._store = store
         self._outbox = outbox
         self._clock = clock
@@ -58,6 +68,9 @@ class Deliveries:
         self._on_change = on_change
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._stopped = False
+        # A burst of results must not become a burst of downloads and uploads all at once:
+        # the event loop stays responsive, and each chat still gets its stories in order.
+        self._gate = asyncio.Semaphore(max_concurrent)
 
     @property
     def running(self) -> list[asyncio.Task[None]]:
@@ -67,16 +80,22 @@ class Deliveries:
         """No new deliveries: a result received from now on waits for the next start."""
         self._stopped = True
 
-    def schedule(self, request_id: int) -> None:
+    def schedule(self, request_id: int, *, record: RequestRecord | None = None,
+                 result: StoriesResult | None = None) -> None:
+        """Deliver `request_id` in the background. A caller that has just received the result
+        passes it with the record: then nothing is read back from the store."""
         if request_id in self._tasks or self._stopped:
             return
-        task = asyncio.create_task(self._deliver_safely(request_id), name=f"deliver-{request_id}")
+        task = asyncio.create_task(self._deliver_safely(request_id, record, result),
+                                   name=f"deliver-{request_id}")
         self._tasks[request_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(request_id, None))
 
-    async def _deliver_safely(self, request_id: int) -> None:
+    async def _deliver_safely(self, request_id: int, record: RequestRecord | None,
+                              result: StoriesResult | None) -> None:
         try:
-            await self._deliver(request_id)
+            async with self._gate:
+                await self._deliver(request_id, record, result)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -84,8 +103,11 @@ class Deliveries:
         finally:
             self._on_change()
 
-    async def _deliver(self, request_id: int) -> None:
-        record = await self._store.get_request(request_id)
+    async def _deliver(self, request_id: int, record: RequestRecord | None,
+                       result: StoriesResult | None) -> None:
+        fresh = record is not None and result is not None  # received just now, nothing sent
+        if record is None:
+            record = await self._store.get_request(request_id)
         if record is None or record.state is not RequestState.RECEIVED:
             return
         adapter = self._outbox.adapter_for(record.origin.chat)
@@ -93,27 +115,32 @@ class Deliveries:
             log.warning("request %d: no %s adapter running; will deliver once it is", record.id,
                         record.origin.chat.platform)
             return
-        source = await self._store.get_request(record.source_id) if record.source_id else record
-        text = await self._store.result_json(source.id) if source else None
-        if source is None or text is None:
-            await self._store.mark_failed(record.id, kind="missing_result",
-                                          detail="result not found", now=self._clock())
-            return
-        result = codec.loads(text)
         cached_at = None
-        if record.source_id and source.received_at and record.created_at > source.received_at:
-            cached_at = source.received_at
+        if result is None:
+            source = (await self._store.get_request(record.source_id) if record.source_id
+                      else record)
+            text = await self._store.result_json(source.id) if source else None
+            if source is None or text is None:
+                await self._store.mark_failed(record.id, kind="missing_result",
+                                              detail="result not found", now=self._clock())
+                return
+            result = codec.loads(text)
+            if (record.source_id and source.received_at
+                    and record.created_at > source.received_at):
+                cached_at = source.received_at
         if not result.items:
             await self._outbox.edit_status(record, messages.no_stories(result.profile))
             await self._store.mark_delivered(record.id, now=self._clock())
             return
+        states = {} if fresh else await self._store.item_states(record.id)
+        tracker = StoreTracker(self._store, record.id, self._clock, states)
         for attempt in range(1, self._attempts + 1):
-            pending = await self._pending_items(record.id, result.items)
+            pending = self._pending_items(record.id, result.items, states)
             if not pending:
                 break
             delivery = StoryDelivery(
                 request_id=record.id, profile=result.profile, items=tuple(pending),
-                total=len(result.items), tracker=StoreTracker(self._store, record.id, self._clock),
+                total=len(result.items), tracker=tracker,
                 first_index=result.items.index(pending[0]), cached_at=cached_at,
             )
             try:
@@ -126,7 +153,6 @@ class Deliveries:
                             type(exc).__name__)
                 if attempt < self._attempts:
                     await self._sleep(self._backoff * attempt)
-        states = await self._store.item_states(record.id)
         posted = sum(1 for item in result.items if states.get(item.id) == "sent")
         uncertain = sum(1 for item in result.items if states.get(item.id) == "sending")
         total = len(result.items)
@@ -147,9 +173,9 @@ class Deliveries:
         log.info("request %d: delivered %d of %d items to %s", record.id, posted, total,
                  record.origin.chat)
 
-    async def _pending_items(self, request_id: int,
-                             items: tuple[StoryItem, ...]) -> list[StoryItem]:
-        states = await self._store.item_states(request_id)
+    @staticmethod
+    def _pending_items(request_id: int, items: tuple[StoryItem, ...],
+                       states: dict[str, str]) -> list[StoryItem]:
         uncertain = [i.id for i in items if states.get(i.id) == "sending"]
         if uncertain:
             # A message was in flight when the process stopped or the connection broke: it

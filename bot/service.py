@@ -332,9 +332,11 @@ class StoriesService(ChatAdmin):
             return False
         log.info("request %d: received %d items, %d credits", request_id, len(result.items),
                  result.credits_charged)
-        self._deliveries.schedule(request_id)
-        await self._settle_followers(request_id, received=True)
-        if received.request is not None:
+        # The parsed result goes straight to delivery: no re-read, no re-decoding.
+        for record in (received.request, *received.followers):
+            if record is not None:
+                self._deliveries.schedule(record.id, record=record, result=result)
+        if received.has_caps and received.request is not None:
             self._spawn(self._warn_caps(received.request.origin), f"caps-{request_id}")
         self._notify_changed()
         return True
@@ -345,9 +347,8 @@ class StoriesService(ChatAdmin):
             api_request_id=error.api_request_id, now=self._clock())
         if not received.changed or received.request is None:
             return False
-        await self._outbox.edit_status(received.request,
-                                user_text(error, received.request.origin.chat.platform))
-        await self._settle_followers(request_id, received=False)
+        for record in (received.request, *received.followers):
+            await self._outbox.edit_status(record, user_text(error, record.origin.chat.platform))
         self._notify_changed()
         return True
 

@@ -50,10 +50,14 @@ class RequestRecord:
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """What `receive_*` did: `changed` is False for a duplicate or late callback."""
+    """What `receive_*` did, in one transaction: `changed` is False for a duplicate or late
+    callback; `followers` are the requests sharing this fetch, settled with it; `has_caps`
+    says whether the chat has spending caps (then a warning may be due)."""
 
     changed: bool
     request: RequestRecord | None
+    followers: tuple[RequestRecord, ...] = ()
+    has_caps: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,12 @@ State changes that must agree (a result and its credits) happen in one transacti
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,6 +54,7 @@ class SqliteStore:
         self._cipher = cipher
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._db: sqlite_utils.Database | None = None
+        self._decrypt_cached = functools.lru_cache(maxsize=4096)(cipher.decrypt)
 
     # plumbing -------------------------------------------------------------------------------
 
@@ -176,10 +179,11 @@ class SqliteStore:
     # requests -------------------------------------------------------------------------------
 
     def _reply(self, stored: str | None) -> dict[str, Any]:
-        """Routing data is encrypted at rest: it can hold interaction tokens."""
+        """Routing data is encrypted at rest: it can hold interaction tokens. A request's row
+        is read several times in its life: the plaintext is cached (in memory only)."""
         if not stored:
             return {}
-        plain = self._cipher.decrypt(stored)
+        plain = self._decrypt_cached(stored)
         try:
             value = json.loads(plain) if plain else {}
         except ValueError:
@@ -304,12 +308,16 @@ class SqliteStore:
                  _ts(now), state.value, _ts(now), request_id, *_OPEN_STATES],
             )
             changed = cursor.rowcount > 0
-            if changed:
-                record = self._get_request(request_id)
-                assert record is not None
-                self._ledger(record.origin.chat, request_id, "charge", credits, 0,
-                             kind or "result", now)
-        return Received(changed, self._get_request(request_id))
+            record = self._get_request(request_id)
+            if not changed or record is None:
+                return Received(False, record)
+            self._ledger(record.origin.chat, request_id, "charge", credits, 0,
+                         kind or "result", now)
+            followers = self._settle_followers(record, state, kind, detail, now)
+            caps = self.db.execute(
+                "SELECT daily_cap IS NOT NULL OR monthly_cap IS NOT NULL FROM chats WHERE id=?",
+                [str(record.origin.chat)]).fetchone()
+        return Received(True, record, tuple(followers), bool(caps and caps[0]))
 
     async def receive_result(self, request_id: int, result_json: str, *, credits: int,
                              api_request_id: str | None, now: datetime) -> Received:
@@ -443,22 +451,27 @@ class SqliteStore:
         a received follower gets a 'shared' ledger line with the credits it saved."""
         def work() -> list[RequestRecord]:
             with self._tx():
-                followers = self._select("source_id = ? AND state IN (?,?)",
-                                         [source_id, *_OPEN_STATES])
                 source = self._get_request(source_id)
-                saved = source.credits_charged if source else 0
-                for record in followers:
-                    self.db.execute(
-                        "UPDATE requests SET state=?, error_kind=?, error_detail=?,"
-                        " received_at=?, updated_at=? WHERE id=?",
-                        [state.value, kind, detail, _ts(now), _ts(now), record.id],
-                    )
-                    if state is RequestState.RECEIVED:
-                        self._ledger(record.origin.chat, record.id, "shared", 0, saved, None,
-                                     now)
-            return [r for r in (self._get_request(f.id) for f in followers) if r is not None]
+                if source is None:
+                    return []
+                return self._settle_followers(source, state, kind, detail, now)
 
         return await self._run(work)
+
+    def _settle_followers(self, source: RequestRecord, state: RequestState, kind: str | None,
+                          detail: str | None, now: datetime) -> list[RequestRecord]:
+        followers = self._select("source_id = ? AND state IN (?,?)", [source.id, *_OPEN_STATES])
+        for record in followers:
+            self.db.execute(
+                "UPDATE requests SET state=?, error_kind=?, error_detail=?, received_at=?,"
+                " updated_at=? WHERE id=?",
+                [state.value, kind, detail, _ts(now), _ts(now), record.id],
+            )
+            if state is RequestState.RECEIVED:
+                self._ledger(record.origin.chat, record.id, "shared", 0, source.credits_charged,
+                             None, now)
+        return [replace(r, state=state, error_kind=kind, error_detail=detail, received_at=now)
+                for r in followers]
 
     def _ledger(self, chat: ChatRef, request_id: int | None, kind: str, credits: int,
                 saved: int, note: str | None, now: datetime) -> None:
