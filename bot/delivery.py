@@ -58,7 +58,7 @@ class StoreTracker:
 class Deliveries:
     def __init__(self, store: Store, outbox: Outbox, *, clock: Clock,
                  sleep: Callable[[float], Awaitable[None]], attempts: int, backoff: float,
-                 on_change: Callable[[], None], max_concurrent: int = 8) -> None:
+                 on_change: Callable[[], None], max_concurrent: int = 64) -> None:
         self._store = store
         self._outbox = outbox
         self._clock = clock
@@ -68,8 +68,9 @@ class Deliveries:
         self._on_change = on_change
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._stopped = False
-        # A burst of results must not become a burst of downloads and uploads all at once:
-        # the event loop stays responsive, and each chat still gets its stories in order.
+        # A burst of results must not become hundreds of deliveries at once (the event loop
+        # stays responsive), but a delivery mostly waits on the platform's rate limits, so
+        # the bound is generous: a slow chat must not hold back the others for long.
         self._gate = asyncio.Semaphore(max_concurrent)
 
     @property
