@@ -10,6 +10,7 @@ says so rather than claiming everything arrived.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -58,7 +59,7 @@ class StoreTracker:
 class Deliveries:
     def __init__(self, store: Store, outbox: Outbox, *, clock: Clock,
                  sleep: Callable[[float], Awaitable[None]], attempts: int, backoff: float,
-                 on_change: Callable[[], None], max_concurrent: int = 64) -> None:
+                 on_change: Callable[[], None], max_concurrent: int | None = None) -> None:
         self._store = store
         self._outbox = outbox
         self._clock = clock
@@ -68,10 +69,11 @@ class Deliveries:
         self._on_change = on_change
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._stopped = False
-        # A burst of results must not become hundreds of deliveries at once (the event loop
-        # stays responsive), but a delivery mostly waits on the platform's rate limits, so
-        # the bound is generous: a slow chat must not hold back the others for long.
-        self._gate = asyncio.Semaphore(max_concurrent)
+        # Deliveries mostly wait on the platforms' rate limits, so they are not bounded by
+        # default: a bound makes the 65th chat wait for a slow one to finish (seconds). The
+        # network fan-out is bounded where it costs, in `MediaFetcher`.
+        self._gate = (asyncio.Semaphore(max_concurrent) if max_concurrent
+                      else contextlib.nullcontext())
 
     @property
     def running(self) -> list[asyncio.Task[None]]:

@@ -216,7 +216,7 @@ async def test_limiter_keeps_a_burst_under_the_api_limit(tmp_path: Path) -> None
     settings = make_settings(tmp_path, emulator, cache_ttl=0, max_in_flight_per_chat=1000,
                              request_timeout=600)
     app = App(settings, adapters=[lambda *_: chat], public_url="auto", service_options={
-        "limiter": KeyRateLimiter(clock=fast_mono, margin=3.0), "sleep": fast_sleep})
+        "limiter": KeyRateLimiter(clock=fast_mono, margin=6.0), "sleep": fast_sleep})
     await app.start()
     try:
         await app.service.set_key(origin(admin=True), API_KEY)

@@ -3,6 +3,7 @@ API, the real core answers, the emulator plays the stories API."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -266,6 +267,32 @@ async def test_a_slow_chat_does_not_hold_up_the_others(world: TelegramWorld) -> 
     status = world.answers_to(stuck)[0]
     assert status.text == "The stories API is unavailable right now. Please try again in a " \
         "few minutes."
+
+
+async def test_stop_right_after_start_is_prompt(world: TelegramWorld) -> None:
+    """A stop landing while the first long poll is being set up: python-telegram-bot cancels
+    that poll and sends a closing getUpdates, which must not wait for the cancelled poll's
+    connection (with a one-connection pool it waited out the 10 s pool timeout). The stop is
+    tried after each of the first event-loop steps, since the window is a step or two wide."""
+
+    class Unused:
+        def register_adapter(self, adapter: object) -> None:
+            pass
+
+    assert world.app is not None
+    await world.stop_app()
+    slow = []
+    for steps in range(16):
+        adapter = TelegramAdapter(world.app.settings, Unused(),  # type: ignore[arg-type]
+                                  world.app.media)
+        await adapter.start()
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        started = time.monotonic()
+        await adapter.stop()
+        if (took := time.monotonic() - started) > 0.9:
+            slow.append((steps, round(took, 1)))
+    assert slow == []
 
 
 async def test_a_wrong_token_fails_start_cleanly(world: TelegramWorld) -> None:

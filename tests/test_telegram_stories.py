@@ -4,10 +4,12 @@ calls of the adapter's `send_stories` for the edge cases no emulator account pro
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from telegram.error import NetworkError
 
@@ -296,3 +298,120 @@ async def test_dropped_connection_is_never_resent(world: TelegramWorld) -> None:
     status = [m.text for m in world.fake.bot_messages(GROUP) if m.text]
     assert any("13 of 23 stories posted. 10 were being posted when the bot was interrupted"
                in (t or "") for t in status), status
+
+
+class MediaRequests:
+    """Every request of the bot's shared HTTP client (the `MediaFetcher`'s), seen through
+    httpx's own request hook, with the number of albums the fake had received by then."""
+
+    def __init__(self, world: TelegramWorld) -> None:
+        self.seen: list[tuple[str, str, int]] = []
+        self._world = world
+        assert world.app is not None
+        world.app.http.event_hooks = {"request": [self._record]}
+
+    async def _record(self, request: httpx.Request) -> None:
+        albums = len(self._world.fake.calls_of("sendMediaGroup"))
+        self.seen.append((request.method, request.url.path, albums))
+
+    def heads(self) -> list[tuple[str, int]]:
+        return [(path, albums) for method, path, albums in self.seen if method == "HEAD"]
+
+
+async def test_photos_are_sent_unasked_and_albums_planned_one_at_a_time(
+        world: TelegramWorld) -> None:
+    """23 stories (16 photos, 7 videos): a HEAD for each video only, never for a photo, and
+    the videos of an album are asked about only once the album before it is posted."""
+    requests = MediaRequests(world)
+    await world.command(GROUP, "/stories manystories", user=MEMBER)
+    await world.settle()
+    assert album_sizes(media_messages(world)) == [10, 10, 3]
+    heads = requests.heads()
+    assert [path.rsplit(".", 1)[-1] for path, _ in heads] == ["mp4"] * 7
+    # the videos are items 3, 6, 9 (album 1), 12, 15, 18 (album 2) and 21 (album 3)
+    assert [albums for _, albums in heads[:3]] == [0, 0, 0]
+    assert all(albums >= 1 for _, albums in heads[3:6])
+    assert heads[6][1] >= 2
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+async def wait_for_call(world: TelegramWorld, method: str, count: int = 1) -> None:
+    """Until the fake has received `count` calls of `method` (recorded on arrival, before
+    the fake answers them)."""
+    await world.fake.wait_for(lambda: len(world.fake.calls_of(method)) >= count, timeout=10)
+
+
+async def test_large_video_is_uploaded_from_a_temporary_file(world: TelegramWorld,
+                                                             tmp_path: Path) -> None:
+    """30 MB: over the 20 MB by-URL limit, within the 50 MB upload limit. It is downloaded to
+    a file of the delivery's own directory, streamed from there, and the directory is gone
+    once the delivery is done."""
+    root = tmp_path / "telegram-media"
+    world.adapter._sender.temp_root = root
+    big = world.emulator.media_url("video-reef-360x640.mp4", size=30 * MB)
+    photo = world.emulator.media_url("photo-ocean-540x960.jpg")
+    tracker = RecordingTracker()
+    items = [item("clip", MediaKind.VIDEO, big, minutes_ago=90),
+             item("pic", MediaKind.PHOTO, photo, minutes_ago=60)]
+    world.fake.latency["sendmediagroup"] = 0.3  # time to look at the disk meanwhile
+    sending = asyncio.create_task(world.adapter.send_stories(group_origin(),
+                                                             delivery(items, tracker)))
+    await wait_for_call(world, "sendMediaGroup")
+    [on_disk] = files_under(root)  # the upload being streamed
+    assert on_disk.stat().st_size == 30 * MB
+    await sending
+    assert list(root.iterdir()) == []
+    clip, pic = media_messages(world)
+    assert (clip.media.source, clip.media.size, clip.media.content) == ("upload", 30 * MB, "mp4")
+    assert pic.media.source == "url"
+    assert world.fake.fetched_urls == [photo]  # the video was never offered by URL
+    assert tracker.events == [("sending", ["clip", "pic"]), ("sent", ["clip", "pic"])]
+
+
+async def test_temporary_files_are_deleted_on_failure_and_cancellation(
+        world: TelegramWorld, tmp_path: Path) -> None:
+    root = tmp_path / "telegram-media"
+    world.adapter._sender.temp_root = root
+    big = world.emulator.media_url("video-reef-360x640.mp4", size=30 * MB)
+    # Telegram answers 502: the delivery raises, for the core to retry later.
+    world.fake.fail_next("sendVideo", status=502, description="Bad Gateway")
+    tracker = RecordingTracker()
+    with pytest.raises(NetworkError):
+        await world.adapter.send_stories(group_origin(),
+                                         delivery([item("a", MediaKind.VIDEO, big)], tracker))
+    assert tracker.events == [("sending", ["a"]), ("unsent", ["a"])]
+    assert list(root.iterdir()) == []
+    # The delivery is cancelled (the bot stops) while the upload is in flight.
+    world.fake.latency["sendvideo"] = 30
+    sending = asyncio.create_task(world.adapter.send_stories(
+        group_origin(), delivery([item("b", MediaKind.VIDEO, big)], RecordingTracker())))
+    await wait_for_call(world, "sendVideo", count=2)
+    assert len(files_under(root)) == 1
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    assert list(root.iterdir()) == []
+
+
+async def test_photo_too_big_for_telegram_to_fetch_is_uploaded(world: TelegramWorld) -> None:
+    """Photos are not asked their size: one over the 5 MB by-URL limit is refused by Telegram,
+    and the ladder uploads it; one over the 10 MB upload limit goes as its smaller variant."""
+    six = world.emulator.media_url("photo-ocean-540x960.jpg", size=6 * MB)
+    twelve = world.emulator.media_url("photo-ocean-540x960.jpg", size=12 * MB)
+    small = world.emulator.media_url("photo-ocean-270x480.jpg")
+    tracker = RecordingTracker()
+    items = [item("six", MediaKind.PHOTO, six, minutes_ago=90),
+             item("twelve", MediaKind.PHOTO, twelve, small, minutes_ago=60)]
+    requests = MediaRequests(world)
+    await world.adapter.send_stories(group_origin(), delivery(items, tracker))
+    assert requests.heads() == []
+    first, second = media_messages(world)
+    assert (first.media.source, first.media.size) == ("upload", 6 * MB)
+    assert second.media.source == "upload" and second.media.size < MB
+    assert "smaller version" in second.caption and "smaller version" not in first.caption
+    assert first.media_group_id == second.media_group_id is not None
+    assert tracker.events == [("sending", ["six", "twelve"]), ("unsent", ["six", "twelve"]),
+                              ("sending", ["six", "twelve"]), ("sent", ["six", "twelve"])]

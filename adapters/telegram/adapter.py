@@ -51,7 +51,14 @@ class TelegramAdapter:
             HTTPXRequest(connection_pool_size=32, connect_timeout=10, pool_timeout=10,
                          read_timeout=60,  # Telegram fetches up to 10 URLs for an album
                          write_timeout=30, media_write_timeout=300),
-            HTTPXRequest(connection_pool_size=1, connect_timeout=10, pool_timeout=10,
+            # Long polling: one getUpdates at a time, so the pool is never waited for, except
+            # on stop: python-telegram-bot cancels the poll in flight without waiting for it,
+            # then sends a closing getUpdates. A poll cancelled at the wrong moment (a few
+            # event-loop steps after start) leaves its connection held in httpcore 1.0.9's
+            # pool for good, and with one connection that closing call waited out the pool
+            # timeout (10 s). A second connection, and a short pool timeout should both ever
+            # be held, keep the stop prompt.
+            HTTPXRequest(connection_pool_size=2, connect_timeout=10, pool_timeout=1,
                          read_timeout=10),  # plus the long-poll timeout, added by PTB
         )
         builder = (

@@ -1,17 +1,29 @@
 """Stories onto Telegram: in order, in albums of up to 10, by URL where Telegram can fetch them,
 else uploaded, else as links — and never twice.
 
-Each item is planned first (sizes from HEAD requests, variants best first): the largest variant
-within the upload limit is chosen, sent by URL when its size is within the by-URL limit or
-unknown, uploaded when bigger; when no variant fits even the upload limit, a link with a word
-why. Consecutive media items form albums (at most 10, uploads within a byte budget per request).
+Albums are planned one at a time, each once the one before it is posted, so the first album
+leaves after at most one round of HEADs (planning the next album while one is being posted
+would compete with that post for the CPU, and albums are spaced by Telegram's rate limits
+anyway):
 
+- photos are sent by URL without asking: a story photo is far below Telegram's 5 MB by-URL
+  limit, and when Telegram refuses one anyway the ladder below uploads it;
+- videos are asked their size (HEAD) to choose, variant by variant (best first): by URL within
+  Telegram's by-URL limit (or when the server does not say), uploaded within the upload limit,
+  else the next smaller variant; when none fits even the upload limit, a link with a word why.
+
+Consecutive media items form albums (at most 10, uploads within a byte budget per request).
 Each album climbs a ladder until it is posted:
 
 1. as planned;
 2. on a Bad Request (Telegram's fetcher refused a URL — it does at random — or a file):
    every item downloaded (streamed, size-capped, the largest variant that fits) and uploaded;
 3. what Telegram still refuses, or what cannot be downloaded, is posted as links, in place.
+
+Uploads are streamed to a temporary file (one directory per delivery, created only when
+something is uploaded) and streamed from it to Telegram: memory stays flat whatever the size.
+The files of an album are deleted as soon as it is done, the directory when the delivery ends,
+however it ends.
 
 Flood control (429) is waited out (AIORateLimiter first, then here, bounded). Anything else —
 the network, a bot removed from the chat — is raised for the core to retry later; items already
@@ -21,14 +33,18 @@ confirmed went through the `DeliveryTracker` and are not sent again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import shutil
+import tempfile
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Literal, TypeVar
+from pathlib import Path
+from typing import IO, Literal, TypeVar
 
-from telegram import Bot, InputMediaPhoto, InputMediaVideo
+from telegram import Bot, InputFile, InputMediaPhoto, InputMediaVideo
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
@@ -47,6 +63,7 @@ ALBUM_MAX = 10
 CAPTION_MAX = 1024
 TEXT_MAX = 4096
 HEAD_CONCURRENCY = 8
+TEMP_PREFIX = "stories-bot-telegram-"
 
 Route = Literal["url", "upload", "link"]
 
@@ -59,7 +76,7 @@ class Limits:
     url_video: int = 20 * MB
     upload_photo: int = 10 * MB
     upload_video: int = 50 * MB
-    album_upload: int = 50 * MB  # bytes uploaded in one request: bounds memory, too
+    album_upload: int = 50 * MB  # bytes uploaded in one request
 
     @classmethod
     def for_server(cls, *, local: bool) -> Limits:
@@ -111,45 +128,49 @@ def definitely_not_sent(exc: TelegramError) -> bool:
 
 
 class StorySender:
-    """Posts one `StoryDelivery` to one chat. Stateless between deliveries."""
+    """Posts one `StoryDelivery` to one chat. Stateless between deliveries.
+
+    `temp_root` is where each delivery's directory of downloads is made (None: the system's
+    temporary directory)."""
 
     def __init__(self, bot: Bot, media: MediaFetcher, limits: Limits, *,
-                 max_flood_wait: float = 300.0) -> None:
+                 max_flood_wait: float = 300.0, temp_root: Path | None = None) -> None:
         self._bot = bot
         self._media = media
         self._limits = limits
         self._max_flood_wait = max_flood_wait
+        self.temp_root = temp_root
 
     async def send(self, target: Target, delivery: StoryDelivery) -> None:
-        planned = await self._plan(delivery)
-        for batch in self._batches(planned):
-            try:
-                await self._send_batch(target, batch, delivery.tracker)
-            except TelegramError as exc:
-                if definitely_not_sent(exc):
-                    # Telegram answered "no" (or was never reached): safe to send again later.
-                    # Items of the batch already confirmed stay sent.
-                    await delivery.tracker.unsent([entry.item for entry in batch])
-                raise
+        planner = _Planner(delivery, self._plan_video)
+        files = _TempFiles(self._media, self.temp_root)
+        try:
+            start = 0
+            while start < len(delivery.items):
+                batch = await self._next_batch(planner, start)
+                start += len(batch)
+                try:
+                    await self._send_batch(target, batch, delivery.tracker, files)
+                except TelegramError as exc:
+                    if definitely_not_sent(exc):
+                        # Telegram answered "no" (or was never reached): safe to send again
+                        # later. Items of the batch already confirmed stay sent.
+                        await delivery.tracker.unsent([entry.item for entry in batch])
+                    raise
+                finally:
+                    files.clear()
+        finally:
+            planner.close()
+            files.close()
 
     # planning ---------------------------------------------------------------------------
 
-    async def _plan(self, delivery: StoryDelivery) -> list[Planned]:
-        gate = asyncio.Semaphore(HEAD_CONCURRENCY)
-
-        async def plan(index: int, item: StoryItem) -> Planned:
-            caption = messages.caption(delivery.profile, item, delivery.first_index + index,
-                                       delivery.total, cached_at=delivery.cached_at)
-            async with gate:
-                return await self._plan_item(item, caption[:CAPTION_MAX])
-
-        return list(await asyncio.gather(*(plan(i, item)
-                                           for i, item in enumerate(delivery.items))))
-
-    async def _plan_item(self, item: StoryItem, caption: str) -> Planned:
+    async def _plan_video(self, item: StoryItem, caption: str) -> Planned:
+        """The largest variant within the upload limit, by URL when within the by-URL limit
+        or of unknown size (a HEAD that fails says nothing), else uploaded; else a link."""
         upload_limit = self._limits.upload(item.kind)
         for variant in item.variants:
-            size = await self._media.size(variant.url)
+            size = await self._media.size(variant.url)  # None when the server does not say
             if size is not None and size > upload_limit:
                 continue
             route: Route = "url" if size is None or size <= self._limits.by_url(item.kind) \
@@ -159,32 +180,28 @@ class StorySender:
             return Planned(item, caption, variant, route, size)
         return Planned(item, caption, item.best, "link")
 
-    def _batches(self, planned: Sequence[Planned]) -> list[list[Planned]]:
-        batches: list[list[Planned]] = []
-        current: list[Planned] = []
-        uploading = 0
-        for entry in planned:
-            if entry.route == "link":
-                if current:
-                    batches.append(current)
-                current, uploading = [], 0
-                batches.append([entry])
-                continue
-            cost = (entry.size or 0) if entry.route == "upload" else 0
-            if current and (len(current) == ALBUM_MAX
-                            or uploading + cost > self._limits.album_upload):
-                batches.append(current)
-                current, uploading = [], 0
-            current.append(entry)
+    async def _next_batch(self, planner: _Planner, start: int) -> list[Planned]:
+        """The message starting at item `start`: one link, or an album of consecutive media
+        (at most 10, uploads within the byte budget)."""
+        planner.ahead(start)
+        first = await planner.get(start)
+        batch = [first]
+        if first.route == "link":
+            return batch
+        uploading = _upload_cost(first)
+        for index in range(start + 1, min(start + ALBUM_MAX, planner.count)):
+            entry = await planner.get(index)
+            cost = _upload_cost(entry)
+            if entry.route == "link" or uploading + cost > self._limits.album_upload:
+                break
+            batch.append(entry)
             uploading += cost
-        if current:
-            batches.append(current)
-        return batches
+        return batch
 
     # the ladder -------------------------------------------------------------------------
 
     async def _send_batch(self, target: Target, batch: list[Planned],
-                          tracker: DeliveryTracker) -> None:
+                          tracker: DeliveryTracker, files: _TempFiles) -> None:
         # `sending` is recorded right before each call that posts, never earlier: a crash
         # while downloading must leave the items free to be sent after a restart.
         items = [entry.item for entry in batch]
@@ -197,8 +214,11 @@ class StorySender:
             await tracker.sent(items)
             return
         try:
-            uploads = {entry.item.id: await self._download(entry.variant.url, entry.item.kind)
-                       for entry in batch if entry.route == "upload"}
+            uploads: dict[str, Path] = {}
+            for entry in batch:
+                if entry.route == "upload":
+                    uploads[entry.item.id] = (await files.fetch(
+                        entry.variant.url, self._limits.upload(entry.item.kind))).path
             await tracker.sending(items)
             await self._post(target, batch, uploads)
         except (BadRequest, MediaError) as exc:
@@ -208,13 +228,13 @@ class StorySender:
         else:
             await tracker.sent(items)
             return
-        await self._send_uploaded(target, batch, tracker)
+        await self._send_uploaded(target, batch, tracker, files)
 
     async def _send_uploaded(self, target: Target, batch: list[Planned],
-                             tracker: DeliveryTracker) -> None:
+                             tracker: DeliveryTracker, files: _TempFiles) -> None:
         """Step 2 and 3: upload everything, in sub-albums within the byte budget; links for
         what cannot be downloaded or is still refused, each in its place."""
-        group: list[tuple[Planned, bytes]] = []
+        group: list[tuple[Planned, Path]] = []
         group_bytes = 0
 
         async def flush() -> None:
@@ -223,33 +243,37 @@ class StorySender:
                 return
             current, group, group_bytes = group, [], 0
             entries = [entry for entry, _ in current]
-            await tracker.sending([entry.item for entry in entries])
             try:
-                await self._post(target, entries, {e.item.id: data for e, data in current})
-            except BadRequest as exc:
-                log.warning("album of %d refused even uploaded (%s); posting links",
-                            len(entries), _reason(exc))
-                await self._send_texts(target, [
-                    f"{e.caption}\n{messages.unavailable_link(e.item)}" for e in entries])
-            await tracker.sent([entry.item for entry in entries])
+                await tracker.sending([entry.item for entry in entries])
+                try:
+                    await self._post(target, entries, {e.item.id: path for e, path in current})
+                except BadRequest as exc:
+                    log.warning("album of %d refused even uploaded (%s); posting links",
+                                len(entries), _reason(exc))
+                    await self._send_texts(target, [
+                        f"{e.caption}\n{messages.unavailable_link(e.item)}" for e in entries])
+                await tracker.sent([entry.item for entry in entries])
+            finally:
+                files.discard(path for _, path in current)
 
         for entry in batch:
-            fetched = await self._download_fitting(entry)
+            fetched = await self._download_fitting(entry, files)
             if isinstance(fetched, str):
                 await flush()
                 await tracker.sending([entry.item])
                 await self._send_texts(target, [f"{entry.caption}\n{fetched}"])
                 await tracker.sent([entry.item])
                 continue
-            chosen, data = fetched
+            chosen, downloaded = fetched
             if group and (len(group) == ALBUM_MAX
-                          or group_bytes + len(data) > self._limits.album_upload):
+                          or group_bytes + downloaded.size > self._limits.album_upload):
                 await flush()
-            group.append((chosen, data))
-            group_bytes += len(data)
+            group.append((chosen, downloaded.path))
+            group_bytes += downloaded.size
         await flush()
 
-    async def _download_fitting(self, entry: Planned) -> tuple[Planned, bytes] | str:
+    async def _download_fitting(self, entry: Planned,
+                                files: _TempFiles) -> tuple[Planned, _File] | str:
         """The largest variant (from the planned one down) within the upload limit, or the
         link text to post instead."""
         item = entry.item
@@ -258,7 +282,7 @@ class StorySender:
             if entry.variant in item.variants else (entry.variant,)
         for variant in variants:
             try:
-                data = await self._download(variant.url, item.kind)
+                downloaded = await files.fetch(variant.url, limit)
             except MediaTooLarge:
                 continue
             except MediaError as exc:
@@ -268,36 +292,44 @@ class StorySender:
             if variant is not entry.variant and variant is not item.best:
                 caption = _with_note(caption, messages.smaller_version_note(item, limit))
             return replace(entry, variant=variant, caption=caption, route="upload",
-                           size=len(data)), data
+                           size=downloaded.size), downloaded
         return messages.too_large_link(item, limit)
-
-    async def _download(self, url: str, kind: MediaKind) -> bytes:
-        downloaded = await self._media.download(url, max_bytes=self._limits.upload(kind))
-        return downloaded.read()
 
     # Telegram calls ---------------------------------------------------------------------
 
     async def _post(self, target: Target, entries: Sequence[Planned],
-                    uploads: dict[str, bytes]) -> None:
-        """One message: sendPhoto/sendVideo for one item, sendMediaGroup for more."""
+                    uploads: Mapping[str, Path]) -> None:
+        """One message: sendPhoto/sendVideo for one item, sendMediaGroup for more. Uploads are
+        streamed from their files (python-telegram-bot hands the open file to httpx, which
+        reads it in chunks, from the start again on every attempt)."""
         if uploads:
             action = ChatAction.UPLOAD_VIDEO if any(
                 e.item.kind is MediaKind.VIDEO for e in entries) else ChatAction.UPLOAD_PHOTO
             await self._chat_action(target, action)
         where = target.kwargs()
-        if len(entries) == 1:
-            entry = entries[0]
-            source = uploads.get(entry.item.id, entry.variant.url)
-            if entry.item.kind is MediaKind.PHOTO:
-                await self._call(lambda: self._bot.send_photo(
-                    photo=source, caption=entry.caption, filename=_filename(entry), **where))
-            else:
-                await self._call(lambda: self._bot.send_video(
-                    video=source, caption=entry.caption, filename=_filename(entry),
-                    supports_streaming=True, **_video_shape(entry), **where))
-            return
-        album = [_input_media(entry, uploads.get(entry.item.id)) for entry in entries]
-        await self._call(lambda: self._bot.send_media_group(media=album, **where))
+        with contextlib.ExitStack() as stack:
+            handles = {key: stack.enter_context(path.open("rb"))
+                       for key, path in uploads.items()}
+            if len(entries) == 1:
+                entry = entries[0]
+                handle = handles.get(entry.item.id)
+
+                def source() -> str | InputFile:
+                    return entry.variant.url if handle is None else \
+                        _input_file(handle, entry, attach=False)
+
+                if entry.item.kind is MediaKind.PHOTO:
+                    await self._call(lambda: self._bot.send_photo(
+                        photo=source(), caption=entry.caption, filename=_filename(entry),
+                        **where))
+                else:
+                    await self._call(lambda: self._bot.send_video(
+                        video=source(), caption=entry.caption, filename=_filename(entry),
+                        supports_streaming=True, **_video_shape(entry), **where))
+                return
+            await self._call(lambda: self._bot.send_media_group(
+                media=[_input_media(entry, handles.get(entry.item.id)) for entry in entries],
+                **where))
 
     async def _send_texts(self, target: Target, texts: Sequence[str]) -> None:
         """Post texts, packed into as few messages as Telegram's 4096 characters allow."""
@@ -313,6 +345,112 @@ class StorySender:
 
     async def _call(self, send: Callable[[], Awaitable[T]]) -> T:
         return await call_patiently(send, max_wait=self._max_flood_wait)
+
+
+class _Planner:
+    """The plan of one delivery, made on demand: `ahead(start)` starts planning the items an
+    album beginning at `start` can hold (all at once), `get(index)` waits for one item's plan.
+    Photos are planned on the spot; videos in tasks (their HEADs), at most `HEAD_CONCURRENCY`
+    at a time."""
+
+    def __init__(self, delivery: StoryDelivery,
+                 plan_video: Callable[[StoryItem, str], Awaitable[Planned]]) -> None:
+        self._delivery = delivery
+        self._plan_video = plan_video
+        self._slots: list[Planned | asyncio.Task[Planned] | None] = [None] * len(delivery.items)
+        self._gate = asyncio.Semaphore(HEAD_CONCURRENCY)
+
+    @property
+    def count(self) -> int:
+        return len(self._slots)
+
+    def ahead(self, start: int) -> None:
+        for index in range(start, min(start + ALBUM_MAX, self.count)):
+            if self._slots[index] is None:
+                self._slots[index] = self._start(index)
+
+    async def get(self, index: int) -> Planned:
+        slot = self._slots[index]
+        if slot is None:
+            slot = self._slots[index] = self._start(index)
+        if isinstance(slot, asyncio.Task):
+            slot = self._slots[index] = await slot
+        return slot
+
+    def close(self) -> None:
+        """Cancel the planning still running (the delivery ended early)."""
+        for slot in self._slots:
+            if isinstance(slot, asyncio.Task):
+                slot.cancel()
+                slot.add_done_callback(_retrieve)
+
+    def _start(self, index: int) -> Planned | asyncio.Task[Planned]:
+        delivery = self._delivery
+        item = delivery.items[index]
+        caption = messages.caption(delivery.profile, item, delivery.first_index + index,
+                                   delivery.total, cached_at=delivery.cached_at)[:CAPTION_MAX]
+        if item.kind is MediaKind.PHOTO:
+            # By URL, unasked: if Telegram refuses it (over 5 MB, or its fetcher's whim), the
+            # ladder downloads the largest variant within the upload limit and uploads it.
+            return Planned(item, caption, item.best, "url")
+        return asyncio.create_task(self._gated(item, caption))
+
+    async def _gated(self, item: StoryItem, caption: str) -> Planned:
+        async with self._gate:
+            return await self._plan_video(item, caption)
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    path: Path
+    size: int
+
+
+class _TempFiles:
+    """The downloads of one delivery, streamed to files in a directory of their own (made on
+    the first download). Deleting is synchronous, so that it also happens when the delivery
+    is cancelled."""
+
+    def __init__(self, media: MediaFetcher, root: Path | None) -> None:
+        self._media = media
+        self._root = root
+        self._dir: Path | None = None
+        self._fetched: dict[tuple[str, int], _File] = {}
+
+    async def fetch(self, url: str, max_bytes: int) -> _File:
+        """`url` downloaded to a file (once per album: the fallback reuses what the planned
+        attempt downloaded)."""
+        known = self._fetched.get((url, max_bytes))
+        if known is not None:
+            return known
+        if self._dir is None:
+            self._dir = self._make_dir()
+        downloaded = await self._media.download(url, max_bytes=max_bytes, to_dir=self._dir)
+        assert downloaded.path is not None  # with to_dir, always
+        fetched = self._fetched[(url, max_bytes)] = _File(downloaded.path, downloaded.size)
+        return fetched
+
+    def _make_dir(self) -> Path:
+        if self._root is not None:
+            self._root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=self._root))
+
+    def discard(self, paths: Iterable[Path]) -> None:
+        gone = set(paths)
+        for path in gone:
+            path.unlink(missing_ok=True)
+        self._fetched = {key: value for key, value in self._fetched.items()
+                         if value.path not in gone}
+
+    def clear(self) -> None:
+        """Delete every file downloaded so far (an album is done)."""
+        self.discard([fetched.path for fetched in self._fetched.values()])
+
+    def close(self) -> None:
+        self._fetched.clear()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
 
 
 async def call_patiently(send: Callable[[], Awaitable[T]], *, max_wait: float = 300.0) -> T:
@@ -333,8 +471,27 @@ async def call_patiently(send: Callable[[], Awaitable[T]], *, max_wait: float = 
             waited += wait
 
 
-def _input_media(entry: Planned, data: bytes | None) -> InputMediaPhoto | InputMediaVideo:
-    source: str | bytes = data if data is not None else entry.variant.url
+def _retrieve(task: asyncio.Task[Planned]) -> None:
+    """Mark an abandoned planning task's outcome as seen (no 'never retrieved' warning)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _upload_cost(entry: Planned) -> int:
+    return (entry.size or 0) if entry.route == "upload" else 0
+
+
+def _input_file(handle: IO[bytes], entry: Planned, *, attach: bool) -> InputFile:
+    """The open file as an upload that python-telegram-bot does not read into memory."""
+    handle.seek(0)
+    return InputFile(handle, filename=_filename(entry), attach=attach, read_file_handle=False)
+
+
+def _input_media(entry: Planned, handle: IO[bytes] | None) -> InputMediaPhoto | InputMediaVideo:
+    # In an album, uploads are referred to as attach://<name> (an InputFile passed in is used
+    # as it is, so it must be made with attach=True).
+    source: str | InputFile = entry.variant.url if handle is None else \
+        _input_file(handle, entry, attach=True)
     if entry.item.kind is MediaKind.PHOTO:
         return InputMediaPhoto(media=source, caption=entry.caption, filename=_filename(entry))
     return InputMediaVideo(media=source, caption=entry.caption, filename=_filename(entry),

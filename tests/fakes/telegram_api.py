@@ -307,6 +307,7 @@ class FakeTelegram:
             params = await read_params(request)
             self.calls.append(Call(request.match_info["method"], dict(params.values),
                                    tuple(params.uploads)))
+            await self._notify()  # a call has arrived (tests may look while it is answered)
             failures = self._failures.get(name)
             if failures:
                 raise failures.popleft()
