@@ -28,10 +28,9 @@ from benchmarks.common import SECRET, median
 from benchmarks.report import Row
 
 COMMAND = "python -m benchmarks.run --only startup"
-# Seconds of idling between ready and SIGTERM. At 0 the stop sometimes takes 10 s: when
-# SIGTERM lands while python-telegram-bot's very first long poll is being set up, the
-# updater's closing `getUpdates` waits out the pool timeout (10 s) of the adapter's
-# one-connection polling pool. Measured apart; not what an operator normally sees.
+# Seconds of idling between ready and SIGTERM: the figure is the stop of a bot at rest. (A stop
+# during the very first long poll used to wait out a 10 s pool timeout; the adapter's polling
+# pool now has two connections and a 1 s pool timeout, and tests/test_telegram.py checks it.)
 SETTLE = 0.5
 LISTENING = re.compile(r"callback server listening on [\d.]+:(\d+)")
 
