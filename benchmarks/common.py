@@ -22,6 +22,7 @@ import psutil
 from bot.models import Origin
 from bot.ports import StoryDelivery
 from bot.settings import Settings
+from tests.fakes.settings import local_settings
 
 MiB = 1024 * 1024
 SECRET = "bench-secret-key-for-fernet"  # noqa: S105 - a throwaway database's key
@@ -30,22 +31,9 @@ CALLBACK_UA = "eternalsocial-webhook/1.0"
 
 
 def bot_settings(workdir: Path, *, api_url: str, **overrides: Any) -> Settings:
-    """Settings like `tests.conftest.make_settings`: a temporary database, an OS-chosen
-    callback port, no cooldown, nothing expiring during a run, no `.env` read."""
-    values: dict[str, Any] = {
-        "eternalsocial_api_url": api_url,
-        "database_path": workdir / "bot.sqlite3",
-        "secret_key": SECRET,
-        "callback_host": "127.0.0.1",
-        "callback_port": 0,
-        "request_timeout": 600,
-        "user_cooldown": 0,
-        "telegram_bot_token": None,
-        "discord_bot_token": None,
-        "default_api_key": None,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    """The tests' local settings, with nothing expiring during a run."""
+    return local_settings(workdir, api_url=api_url, secret=SECRET,
+                          **{"request_timeout": 600, **overrides})
 
 
 def production_logging() -> None:

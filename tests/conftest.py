@@ -18,6 +18,7 @@ from bot.emulator import Emulator, EmulatorConfig
 from bot.models import ChatRef, Origin
 from bot.settings import Settings
 from tests.fakes.recording_adapter import RecordingAdapter
+from tests.fakes.settings import local_settings
 
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["no_proxy"] = "127.0.0.1,localhost"
@@ -100,20 +101,7 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 
 def make_settings(tmp_path: Path, emulator: Emulator, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "eternalsocial_api_url": emulator.base_url,
-        "database_path": tmp_path / "bot.sqlite3",
-        "secret_key": SECRET,
-        "callback_host": "127.0.0.1",
-        "callback_port": 0,
-        "request_timeout": 10,
-        "user_cooldown": 0,
-        "telegram_bot_token": None,
-        "discord_bot_token": None,
-        "default_api_key": None,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return local_settings(tmp_path, api_url=emulator.base_url, secret=SECRET, **overrides)
 
 
 AppFactory = Callable[..., Awaitable[tuple[App, RecordingAdapter]]]

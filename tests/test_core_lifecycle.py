@@ -9,12 +9,25 @@ import pytest
 from bot.app import App
 from bot.emulator import Emulator
 from bot.models import MediaKind, RequestState
+from bot.settings import Settings
 from tests.conftest import API_KEY, AppFactory, make_settings, origin
 from tests.fakes.recording_adapter import RecordingAdapter
 
 
 async def set_key(app: App, chat_id: str = "1") -> None:
     await app.service.set_key(origin(chat_id, admin=True), API_KEY)
+
+
+async def restart_and_settle(settings: Settings) -> RecordingAdapter:
+    """A new process on the same database: start, let it finish what it finds, stop."""
+    chat = RecordingAdapter()
+    app = App(settings, adapters=[lambda *_: chat], public_url="auto")
+    await app.start()
+    try:
+        await app.wait_idle(timeout=10)
+    finally:
+        await app.stop()
+    return chat
 
 
 async def test_stories_delivered_in_order_via_webhook(make_app: AppFactory,
@@ -183,13 +196,7 @@ async def test_restart_delivers_received_results_exactly_once(tmp_path, emulator
     await app.stop(timeout=0.1)  # the stop cancels the held delivery: "received", 10 sent
     assert len(first.items()) == 10
 
-    second = RecordingAdapter()
-    app2 = App(settings, adapters=[lambda *_: second], public_url="auto")
-    await app2.start()
-    try:
-        await app2.wait_idle(timeout=10)
-    finally:
-        await app2.stop()
+    second = await restart_and_settle(settings)
     delivered = first.items() + second.items()
     ids = [i.id for i in delivered]
     assert len(ids) == 23 and len(set(ids)) == 23  # every item once, none twice
@@ -210,13 +217,7 @@ async def test_restart_before_delivery_started(tmp_path, emulator: Emulator) -> 
     await app.stop(timeout=0.1)
     assert first.items() == []
 
-    second = RecordingAdapter()
-    app2 = App(settings, adapters=[lambda *_: second], public_url="auto")
-    await app2.start()
-    try:
-        await app2.wait_idle(timeout=10)
-    finally:
-        await app2.stop()
+    second = await restart_and_settle(settings)
     assert len(second.items()) == 5
 
 
@@ -259,13 +260,7 @@ async def test_uncertain_album_is_not_resent_and_status_is_honest(
     await asyncio.wait_for(first.blocked.wait(), 10)
     await app.stop(timeout=0.1)
 
-    second = RecordingAdapter()
-    app2 = App(settings, adapters=[lambda *_: second], public_url="auto")
-    await app2.start()
-    try:
-        await app2.wait_idle(timeout=10)
-    finally:
-        await app2.stop()
+    second = await restart_and_settle(settings)
     ids = [i.id for i in first.items() + second.items()]
     assert len(ids) == 23 and len(set(ids)) == 23  # nothing twice
     assert len(second.items()) == 13
