@@ -386,17 +386,7 @@ class StoriesService(ChatAdmin):
         record = await self._store.find_by_token(digest)
         if record is None or not hmac.compare_digest(record.token_hash or "", digest):
             return CallbackOutcome(404, "unknown token")
-        username = record.username
-        try:
-            result: StoriesResult | ApiError = result_or_error(body, username=username)
-        except UnexpectedResponse as exc:
-            log.warning("request %d: callback of an unknown shape (%s); kept for diagnosis",
-                        record.id, exc.detail)
-            if record.state in (RequestState.SUBMITTED, RequestState.PROCESSING):
-                await self._store.keep_raw_body(record.id, json.dumps(body)[:65536])
-            return CallbackOutcome(422, "unrecognised body")
-        except ApiError as exc:
-            result = exc
+        # Settled already: answer before parsing (a replayed 150 KB body costs nothing).
         credits = _credits_of(body)
         if record.state is RequestState.EXPIRED:
             if await self._store.record_late(record.id, credits=credits, now=self._clock()):
@@ -405,6 +395,15 @@ class StoriesService(ChatAdmin):
             return CallbackOutcome(200, "late")
         if record.state not in (RequestState.SUBMITTED, RequestState.PROCESSING):
             return CallbackOutcome(200, "duplicate")
+        try:
+            result: StoriesResult | ApiError = result_or_error(body, username=record.username)
+        except UnexpectedResponse as exc:
+            log.warning("request %d: callback of an unknown shape (%s); kept for diagnosis",
+                        record.id, exc.detail)
+            await self._store.keep_raw_body(record.id, json.dumps(body)[:65536])
+            return CallbackOutcome(422, "unrecognised body")
+        except ApiError as exc:
+            result = exc
         if isinstance(result, ApiError):
             changed = await self._fail(record.id, result, credits=credits)
         else:
