@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from bot.app import App
 from bot.emulator import Emulator, EmulatorConfig
@@ -19,6 +20,12 @@ from bot.models import ChatRef, Origin
 from bot.settings import Settings
 from tests.fakes.recording_adapter import RecordingAdapter
 from tests.fakes.settings import local_settings
+
+# Property tests explore the same examples on every run (deterministic CI); run them with
+# HYPOTHESIS_PROFILE=explore to search afresh.
+hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", max_examples=2000)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ["no_proxy"] = "127.0.0.1,localhost"
