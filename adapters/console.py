@@ -48,7 +48,6 @@ class ConsoleAdapter:
         self._status_seq = 0
         self.running = False
         self.finished = asyncio.Event()
-        service.register_adapter(self)
 
     # ChatAdapter -------------------------------------------------------------------------
 

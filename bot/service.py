@@ -53,7 +53,6 @@ from bot.usernames import normalise_username
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-DEFAULT_KEY_OWNER = "default"
 LONG_QUEUE = 5.0  # seconds of client-side rate-limit wait worth telling the user about
 MAX_QUEUE = 600.0  # beyond this, refuse instead of queueing
 

@@ -396,9 +396,6 @@ class SqliteStore:
         return await self._run(
             self._select, f"state IN ({placeholders}) ORDER BY id", [s.value for s in states])
 
-    async def followers(self, source_id: int) -> list[RequestRecord]:
-        return await self._run(self._select, "source_id = ? ORDER BY id", [source_id])
-
     async def count_pending(self) -> int:
         def work() -> int:
             row = self.db.execute(

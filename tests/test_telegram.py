@@ -276,8 +276,7 @@ async def test_stop_right_after_start_is_prompt(world: TelegramWorld) -> None:
     tried after each of the first event-loop steps, since the window is a step or two wide."""
 
     class Unused:
-        def register_adapter(self, adapter: object) -> None:
-            pass
+        """A service the adapter never calls in these tests."""
 
     assert world.app is not None
     await world.stop_app()
@@ -297,8 +296,7 @@ async def test_stop_right_after_start_is_prompt(world: TelegramWorld) -> None:
 
 async def test_a_wrong_token_fails_start_cleanly(world: TelegramWorld) -> None:
     class Unused:
-        def register_adapter(self, adapter: object) -> None:
-            pass
+        """A service the adapter never calls in these tests."""
 
     assert world.app is not None
     settings = world.app.settings.model_copy(update={"telegram_bot_token": SecretStr("1:wrong")})

@@ -66,7 +66,6 @@ class DiscordAdapter:
         self.tree = build_tree(self.client, CommandHandlers(service, self._pending))
         self._gateway: asyncio.Task[None] | None = None
         self._restore_endpoints: Callable[[], None] | None = None
-        service.register_adapter(self)
 
     # lifecycle ------------------------------------------------------------------------------
 

@@ -80,7 +80,6 @@ class TelegramAdapter:
         self._sender = StorySender(self._app.bot, media,
                                    Limits.for_server(local=settings.telegram_local_bot_api))
         self.running = False
-        service.register_adapter(self)
 
     # lifecycle --------------------------------------------------------------------------
 
