@@ -129,18 +129,19 @@ class CommandHandlers:
         await self._answer_privately(interaction, lambda: self._service.set_key(origin, key))
 
     async def apikey_remove(self, interaction: discord.Interaction) -> None:
-        origin = origin_of(interaction)
-        if not self._may_admin(origin):
-            await self._refuse(interaction)
-            return
-        await self._answer_privately(interaction, lambda: self._service.remove_key(origin))
+        await self._admin_answer(interaction, self._service.remove_key)
 
     async def usage(self, interaction: discord.Interaction) -> None:
+        await self._admin_answer(interaction, self._service.usage_text)
+
+    async def _admin_answer(self, interaction: discord.Interaction,
+                            action: Callable[[Origin], Awaitable[str]]) -> None:
+        """Refuse a non-admin, else answer privately with what `action` says."""
         origin = origin_of(interaction)
         if not self._may_admin(origin):
             await self._refuse(interaction)
             return
-        await self._answer_privately(interaction, lambda: self._service.usage_text(origin))
+        await self._answer_privately(interaction, lambda: action(origin))
 
     async def limits(self, interaction: discord.Interaction, daily: int | None,
                      monthly: int | None, remove: str | None) -> None:
