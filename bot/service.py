@@ -225,10 +225,11 @@ class StoriesService(ChatAdmin):
                 "in-flight cap",
                 user_message=f"This chat already has {len(open_requests)} requests in progress. "
                 "Wait for one to finish (a few seconds to a minute).")
-        usage = await self._store.usage(origin.chat, now=now)
-        refusal = cap_refusal(usage, in_flight=len(open_requests), now=now)
-        if refusal:
-            raise LimitReached("cap reached", user_message=refusal)
+        if chat and (chat.daily_cap is not None or chat.monthly_cap is not None):
+            usage = await self._store.usage(origin.chat, now=now)  # six sums: only with caps
+            refusal = cap_refusal(usage, in_flight=len(open_requests), now=now)
+            if refusal:
+                raise LimitReached("cap reached", user_message=refusal)
         self._start_cooldown(origin, now)
         await self._submit(origin, username, key, fingerprint)
 
