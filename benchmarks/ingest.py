@@ -65,7 +65,7 @@ async def load(session: aiohttp.ClientSession, url_for: Callable[[int], str], co
 REFERENCES = {  # route on the bare process -> what it does
     "bare": ("callbacks", "bare aiohttp handler: read the body, answer 200"),
     "json": ("json", "bare + json.loads"),
-    "parse": ("parse", "bare + json.loads + the bot's result parsing and encoding"),
+    "parse": ("parse", "bare + the bot's decoding, parsing and encoding of the result"),
 }
 
 

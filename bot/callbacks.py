@@ -23,7 +23,7 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from bot import fastjson
+from bot.api_payloads import decode_body
 from bot.service import StoriesService
 from bot.store import Store
 
@@ -126,11 +126,11 @@ class CallbackServer:
             log.info("callback body unreadable: %s", type(exc).__name__)
             return _json(400, {"error": "unreadable body"})
         try:
-            payload = fastjson.loads(body)
+            payload = decode_body(body)
         except (UnicodeDecodeError, ValueError, RecursionError):
             return _json(400, {"error": "body is not JSON"})
         try:
-            outcome = await self._service.handle_callback(token, payload)
+            outcome = await self._service.handle_callback(token, payload, raw=body)
         except Exception:
             log.exception("callback handling failed")
             return _json(500, {"error": "internal error"})

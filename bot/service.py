@@ -28,7 +28,7 @@ from typing import Any
 
 from bot import codec, messages
 from bot.api_client import Accepted, StoriesApiClient
-from bot.api_payloads import result_or_error, sane_credits
+from bot.api_payloads import credits_of, result_or_error
 from bot.chat_admin import ChatAdmin
 from bot.delivery import Deliveries
 from bot.errors import (
@@ -380,14 +380,16 @@ class StoriesService(ChatAdmin):
             await self._store.mark_warned(origin.chat, daily_on=day, monthly_on=month)
             await self._outbox.say(origin, text)
 
-    async def handle_callback(self, token: str, body: Any) -> CallbackOutcome:
-        """A callback POST (already size-checked and JSON-decoded by the web server)."""
+    async def handle_callback(self, token: str, body: Any,
+                              raw: bytes | None = None) -> CallbackOutcome:
+        """A callback POST, size-checked and decoded by the web server (`decode_body`, or any
+        JSON decoder); `raw` is the body as received, kept when its shape is unknown."""
         digest = hash_token(token)
         record = await self._store.find_by_token(digest)
         if record is None or not hmac.compare_digest(record.token_hash or "", digest):
             return CallbackOutcome(404, "unknown token")
         # Settled already: answer before parsing (a replayed 150 KB body costs nothing).
-        credits = _credits_of(body)
+        credits = credits_of(body)
         if record.state is RequestState.EXPIRED:
             if await self._store.record_late(record.id, credits=credits, now=self._clock()):
                 log.info("request %d: late callback recorded (%d credits), not delivered",
@@ -400,7 +402,9 @@ class StoriesService(ChatAdmin):
         except UnexpectedResponse as exc:
             log.warning("request %d: callback of an unknown shape (%s); kept for diagnosis",
                         record.id, exc.detail)
-            await self._store.keep_raw_body(record.id, json.dumps(body)[:65536])
+            text = (raw.decode(errors="replace") if raw is not None
+                    else json.dumps(body, default=repr))
+            await self._store.keep_raw_body(record.id, text[:65536])
             return CallbackOutcome(422, "unrecognised body")
         except ApiError as exc:
             result = exc
@@ -449,6 +453,3 @@ def split_fresh(argument: str) -> tuple[str, bool]:
         return (argument or "").strip(), False
     return " ".join(w for w in words if w.lower() not in FRESH_WORDS), True
 
-
-def _credits_of(body: Any) -> int:
-    return sane_credits(body.get("creditsCharged")) if isinstance(body, dict) else 0

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot import codec
-from bot.api_payloads import result_or_error
+from bot.api_payloads import FastEnvelope, decode_body, result_or_error
 from bot.errors import (
     AccountNotFound,
     AccountPrivate,
@@ -28,9 +29,40 @@ def envelope(reel: dict[str, Any], credits: int = 1) -> dict[str, Any]:
             "itemCount": len(reel.get("items") or []), "creditsCharged": credits}
 
 
-def test_2026_natgeo_three_videos() -> None:
+Read = Callable[[Any], Any]
+
+
+@pytest.fixture(params=["decoded", "raw"])
+def read(request: pytest.FixtureRequest) -> Read:
+    """Every test reads its body both ways: as a decoded JSON value (the pydantic path) and as
+    the raw bytes a callback brings (`decode_body`: the msgspec path where the shapes allow)."""
+    if request.param == "decoded":
+        return lambda body: body
+    return lambda body: decode_body(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("name,key", [("ig-reel-2026-natgeo-3-videos.json", "reel"),
+                                      ("ig-reel-2018-private-api.json", "data"),
+                                      ("ig-reel-2026-natgeo-partial.json", "reel")])
+def test_real_payloads_take_the_fast_path_with_the_same_result(name: str, key: str) -> None:
+    body = envelope(json.loads((DATA / name).read_text())[key])
+    fast = decode_body(json.dumps(body).encode())
+    assert isinstance(fast, FastEnvelope)
+    assert result_or_error(fast, username="x") == result_or_error(body, username="x")
+
+
+def test_other_shapes_fall_back_to_plain_json() -> None:
+    body = {"success": "true", "data": {"items": ["not a dict"]}}
+    assert decode_body(json.dumps(body).encode()) == body
+    assert decode_body(b"[1, 2]") == [1, 2]
+    for garbage in (b"{not json", b"\xff\xfe\x00garbage", b"", b'{"a": Infinity'):
+        with pytest.raises(ValueError):  # UnicodeDecodeError is one too
+            decode_body(garbage)
+
+
+def test_2026_natgeo_three_videos(read: Read) -> None:
     reel = json.loads((DATA / "ig-reel-2026-natgeo-3-videos.json").read_text())["reel"]
-    result = result_or_error(envelope(reel), username="natgeo")
+    result = result_or_error(read(envelope(reel)), username="natgeo")
     assert result.profile.username == "natgeo"
     assert result.profile.user_id == "787132"
     assert result.credits_charged == 1
@@ -46,9 +78,9 @@ def test_2026_natgeo_three_videos() -> None:
     assert all("_787132" in i.id for i in result.items)
 
 
-def test_2018_private_api_strings_and_masked_ids() -> None:
+def test_2018_private_api_strings_and_masked_ids(read: Read) -> None:
     reel = json.loads((DATA / "ig-reel-2018-private-api.json").read_text())["data"]
-    result = result_or_error(envelope(reel), username="whoever")
+    result = result_or_error(read(envelope(reel)), username="whoever")
     assert len(result.items) == 1
     item = result.items[0]
     assert item.kind is MediaKind.PHOTO
@@ -56,9 +88,9 @@ def test_2018_private_api_strings_and_masked_ids() -> None:
     assert item.taken_at.timestamp() == 1533822620  # "taken_at" was a string
 
 
-def test_partial_item_is_skipped_not_fatal() -> None:
+def test_partial_item_is_skipped_not_fatal(read: Read) -> None:
     reel = json.loads((DATA / "ig-reel-2026-natgeo-partial.json").read_text())["reel"]
-    result = result_or_error(envelope(reel), username="natgeo")
+    result = result_or_error(read(envelope(reel)), username="natgeo")
     assert result.items == ()
     assert result.skipped_items == 1
     assert result.profile.full_name == "National Geographic"
@@ -66,12 +98,12 @@ def test_partial_item_is_skipped_not_fatal() -> None:
 
 @pytest.mark.parametrize("value,credits", [
     (1, 1), ("3", 3), (2.0, 2), (-1, 0), (True, 0), (10**30, 0), ("x", 0), (None, 0), (1.5, 0)])
-def test_credits_are_sane(value: Any, credits: int) -> None:
+def test_credits_are_sane(read: Read, value: Any, credits: int) -> None:
     body = {"success": True, "data": {"items": []}, "creditsCharged": value}
-    assert result_or_error(body, username="x").credits_charged == credits
+    assert result_or_error(read(body), username="x").credits_charged == credits
 
 
-def test_loose_items() -> None:
+def test_loose_items(read: Read) -> None:
     photo = {"id": 1, "taken_at": "1700000000", "media_type": 1, "video_versions": None,
              "image_versions2": {"candidates": [
                  {"url": "https://x/small.jpg?oe=1", "width": 240, "height": 426},
@@ -88,7 +120,7 @@ def test_loose_items() -> None:
     body = {"success": True, "requestId": 77, "data": {
         "id": 5, "user": {"pk": 5, "username": "Someone", "is_private": False},
         "items": [video, unknown, photo, no_url, *junk, photo]}, "creditsCharged": "2"}
-    result = result_or_error(body, username="someone")
+    result = result_or_error(read(body), username="someone")
     assert [i.kind for i in result.items] == [MediaKind.PHOTO, MediaKind.VIDEO]
     assert result.items[0].url == "https://x/big.jpg?oe=1&sig=a"  # query string untouched
     assert result.items[1].id == "3870193736105885141"
@@ -112,6 +144,6 @@ def test_loose_items() -> None:
     ({"success": True, "status": "processing"}, UnexpectedResponse),
     ({"success": True, "data": "nope"}, UnexpectedResponse),
 ])
-def test_failure_shapes(body: Any, error: type[Exception]) -> None:
+def test_failure_shapes(read: Read, body: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
-        result_or_error(body, username="x")
+        result_or_error(read(body), username="x")
