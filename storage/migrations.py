@@ -79,6 +79,35 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE command_id IS NOT NULL;
         """,
     ),
+    (
+        3,
+        # Results (~36 KB for 23 stories) leave the requests table: every update of a request
+        # (its state, its status message) rewrote them, and reading any column stored after
+        # them walked their overflow pages. Delivery progress is keyed by (request, item)
+        # alone: WITHOUT ROWID, one b-tree instead of a table and its unique index.
+        """
+        CREATE TABLE results (
+            request_id INTEGER PRIMARY KEY REFERENCES requests(id) ON DELETE CASCADE,
+            result_json TEXT,                 -- the normalised result (bot.codec)
+            raw_body TEXT                     -- a body of unknown shape, kept for diagnosis
+        );
+        INSERT INTO results(request_id, result_json, raw_body)
+            SELECT id, result_json, raw_body FROM requests
+            WHERE result_json IS NOT NULL OR raw_body IS NOT NULL;
+        ALTER TABLE requests DROP COLUMN result_json;
+        ALTER TABLE requests DROP COLUMN raw_body;
+        CREATE TABLE deliveries_v3 (
+            request_id INTEGER NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
+            item_id TEXT NOT NULL,
+            state TEXT NOT NULL,              -- 'sending' | 'sent'
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (request_id, item_id)
+        ) WITHOUT ROWID;
+        INSERT INTO deliveries_v3 SELECT request_id, item_id, state, updated_at FROM deliveries;
+        DROP TABLE deliveries;
+        ALTER TABLE deliveries_v3 RENAME TO deliveries;
+        """,
+    ),
 ]
 
 

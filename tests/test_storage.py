@@ -62,8 +62,45 @@ async def test_migrations_are_idempotent(tmp_path: Path) -> None:
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         versions = [r[0] for r in store.db.execute("SELECT version FROM schema_migrations")]
-        assert versions == [1, 2]
+        assert versions == [1, 2, 3]
         await store.close()
+
+
+async def test_v2_database_keeps_results_and_progress_through_migration_3(
+        tmp_path: Path) -> None:
+    """A database written by the previous release (results inside `requests`, progress in a
+    rowid table) is migrated in place: a received result is still delivered after the
+    upgrade, and what was posted stays posted."""
+    import sqlite3
+
+    from storage.migrations import MIGRATIONS
+
+    path = tmp_path / "bot.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    for version, script in MIGRATIONS[:2]:
+        conn.executescript(f"BEGIN; {script}; INSERT INTO schema_migrations"  # noqa: S608
+                           f" VALUES ({version}, 0); COMMIT;")
+    conn.execute("INSERT INTO chats(id, platform, created_at, updated_at)"
+                 " VALUES ('telegram:1', 'telegram', 0, 0)")
+    conn.execute("INSERT INTO requests(id, chat_id, user_id, username, state, created_at,"
+                 " updated_at, deadline_at, result_json, raw_body)"
+                 " VALUES (7, 'telegram:1', '5', 'natgeo', 'received', 0, 0, 0, '{\"r\": 1}',"
+                 " NULL), (8, 'telegram:1', '5', 'odd', 'processing', 0, 0, 0, NULL, 'weird')")
+    conn.execute("INSERT INTO deliveries VALUES (7, 'a', 'sent', 0), (7, 'b', 'sending', 0)")
+    conn.close()
+
+    store = SqliteStore(path, KeyCipher("s"))
+    await store.open()
+    assert await store.result_json(7) == '{"r": 1}'
+    assert await store.item_states(7) == {"a": "sent", "b": "sending"}
+    assert store.db.execute("SELECT raw_body FROM results WHERE request_id=8").fetchone() == (
+        "weird",)
+    columns = {row[1] for row in store.db.execute("PRAGMA table_info(requests)")}
+    assert "result_json" not in columns and "raw_body" not in columns
+    await store.mark_items(7, ["b", "c"], "sent", now=datetime.now(UTC))
+    assert await store.item_states(7) == {"a": "sent", "b": "sent", "c": "sent"}
+    await store.close()
 
 
 async def test_reply_routing_is_encrypted_at_rest(tmp_path: Path) -> None:
