@@ -11,6 +11,7 @@ Run by the runner as `python -m benchmarks.botproc` (see `benchmarks.child`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 import sqlite3
 import tempfile
@@ -23,7 +24,7 @@ from aiohttp import web
 
 T0 = time.perf_counter()
 
-from bot.app import App  # noqa: E402 - the import itself is timed
+from bot.app import App, settle_heap  # noqa: E402 - the import itself is timed
 from bot.models import ChatRef, Origin  # noqa: E402
 from bot.service import hash_token  # noqa: E402
 
@@ -54,6 +55,8 @@ class BotProcess:
         self._beat: asyncio.Task[None] | None = None
         self._beat_started = 0.0
         self._peak: PeakRss | None = None
+        self._gc_pauses: list[tuple[int, float]] = []
+        self._gc_began = 0.0
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -75,6 +78,7 @@ class BotProcess:
         if stamp_arrivals:
             self.app.server.app.middlewares.append(self._stamp_arrival)
         await self.app.start()
+        settle_heap()  # as `stories-bot run` does
         started = time.perf_counter()
         if stamp_handoffs:
             for running in self.app.adapters:
@@ -116,8 +120,16 @@ class BotProcess:
     async def stamps(self) -> dict[str, Any]:
         return {"arrivals": self.arrivals, "handoffs": self.handoffs}
 
+    def _gc_watch(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+        else:
+            self._gc_pauses.append((info["generation"], time.perf_counter() - self._gc_began))
+
     async def heartbeat_start(self) -> None:
         self._gaps = []
+        self._gc_pauses = []
+        gc.callbacks.append(self._gc_watch)
         self._beat_stop = asyncio.Event()
         self._beat_started = monotonic()
         self._beat = asyncio.create_task(heartbeat(self._gaps, self._beat_stop))
@@ -127,8 +139,13 @@ class BotProcess:
         self._beat_stop.set()
         await self._beat
         self._beat = None
+        gc.callbacks.remove(self._gc_watch)
         gaps = self._gaps
+        pauses = self._gc_pauses
         return {
+            "gc_collections": len(pauses),
+            "gc_max_ms": max((p for _, p in pauses), default=0.0) * 1000,
+            "gc_full_collections": sum(1 for g, _ in pauses if g == 2),
             "ticks": len(gaps),
             "seconds": monotonic() - self._beat_started,
             "max_ms": max(gaps) * 1000 if gaps else None,
@@ -168,7 +185,7 @@ class BotProcess:
 
     async def state_counts(self) -> dict[str, int]:
         # A separate read-only connection on a worker thread (WAL lets it read alongside the
-        # bot's own): looking must not queue on the store's thread or block the loop.
+        # bot's own): looking must not go through the bot's store or block its loop.
         return await asyncio.to_thread(self._counts_now)
 
     async def wait_states(self, *, states: list[str], count: int, timeout: float = 300.0,

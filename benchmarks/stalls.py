@@ -70,5 +70,6 @@ async def run(quick: bool) -> list[Row]:
         f"Event-loop stall: largest heartbeat gap, {result['total']:,} /stories from {chats} "
         "chats via fake Telegram",
         f"{ms(beat['max_ms'] / 1000)} (p99 {beat['p99_ms']:.1f} ms, {beat['over_10ms']} gaps "
-        f"> 10 ms; {delivered:,} delivered in {result['seconds']:.1f} s)",
+        f"> 10 ms; {delivered:,} delivered in {result['seconds']:.1f} s; longest garbage "
+        f"collection {beat['gc_max_ms']:.0f} ms)",
         "< 20 ms", ok, COMMAND, result)]

@@ -45,11 +45,12 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 async def _run(settings: Settings) -> int:
-    from bot.app import App
+    from bot.app import App, settle_heap
 
     app = App(settings)
     stop = _stop_on_signals()
     await app.start()
+    settle_heap()
     try:
         await stop.wait()
         log.info("shutting down: finishing deliveries in progress")

@@ -62,11 +62,13 @@ def album_sizes(messages_: list[ChatMessage]) -> list[int]:
     return sizes
 
 
-def item(item_id: str, kind: MediaKind, *urls: str, minutes_ago: int = 60) -> StoryItem:
+def item(item_id: str, kind: MediaKind, *urls: str, minutes_ago: int = 60,
+         duration: float | None = 3.0) -> StoryItem:
+    """A story; a video lasts `duration` seconds (a file of tens of MB is a long video: 60)."""
     taken = datetime.now(UTC) - timedelta(minutes=minutes_ago)
     return StoryItem(id=item_id, kind=kind, variants=tuple(MediaVariant(u, 360, 640) for u in urls),
                      taken_at=taken, expiring_at=taken + timedelta(hours=24),
-                     duration=3.0 if kind is MediaKind.VIDEO else None)
+                     duration=duration if kind is MediaKind.VIDEO else None)
 
 
 def delivery(items: Sequence[StoryItem], tracker: RecordingTracker, *, total: int | None = None,
@@ -169,13 +171,13 @@ async def test_nothing_fits_so_a_link_is_posted(world: TelegramWorld) -> None:
     small = world.emulator.media_url("photo-ocean-540x960.jpg")
     tracker = RecordingTracker()
     items = [item("a", MediaKind.PHOTO, small, minutes_ago=90),
-             item("b", MediaKind.VIDEO, huge, minutes_ago=60),
+             item("b", MediaKind.VIDEO, huge, minutes_ago=60, duration=60),
              item("c", MediaKind.PHOTO, small, minutes_ago=30)]
     await world.adapter.send_stories(group_origin(), delivery(items, tracker))
     sent = world.fake.bot_messages(GROUP)[-3:]
     assert [m.kind for m in sent] == ["photo", "text", "photo"]  # order kept around the link
     assert "larger than the 50 MB upload limit, so here is a link: " + huge in sent[1].text
-    assert sent[1].text.startswith("@handmade · 2/3 · video 0:03")
+    assert sent[1].text.startswith("@handmade · 2/3 · video 1:00")
     assert tracker.sent_ids() == ["a", "b", "c"]
 
 
@@ -318,17 +320,32 @@ class MediaRequests:
         return [(path, albums) for method, path, albums in self.seen if method == "HEAD"]
 
 
-async def test_photos_are_sent_unasked_and_albums_planned_one_at_a_time(
-        world: TelegramWorld) -> None:
-    """23 stories (16 photos, 7 videos): a HEAD for each video only, never for a photo, and
-    the videos of an album are asked about only once the album before it is posted."""
+async def test_photos_and_short_videos_are_sent_unasked(world: TelegramWorld) -> None:
+    """23 stories (16 photos, 7 videos of 3 s): nothing is asked before posting — a 3 s video
+    cannot be over Telegram's 20 MB by-URL limit at any bitrate stories have."""
     requests = MediaRequests(world)
     await world.command(GROUP, "/stories manystories", user=MEMBER)
     await world.settle()
     assert album_sizes(media_messages(world)) == [10, 10, 3]
+    assert requests.heads() == []
+    assert {m.media.source for m in media_messages(world)} == {"url"}
+
+
+async def test_long_videos_are_asked_their_size_one_album_at_a_time(
+        world: TelegramWorld) -> None:
+    """Videos long enough to be over 20 MB get a HEAD each (photos never), and those of an
+    album are asked about only once the album before it is posted."""
+    photo = world.emulator.media_url("photo-ocean-540x960.jpg")
+    clip = world.emulator.media_url("video-reef-360x640.mp4")
+    # videos at 2, 5, 8 (album 1), 11, 14, 17 (album 2) and 20 (album 3)
+    items = [item(str(n), MediaKind.VIDEO, clip, minutes_ago=100 - n, duration=45)
+             if n % 3 == 2 else item(str(n), MediaKind.PHOTO, photo, minutes_ago=100 - n)
+             for n in range(23)]
+    requests = MediaRequests(world)
+    await world.adapter.send_stories(group_origin(), delivery(items, RecordingTracker()))
+    assert album_sizes(media_messages(world)) == [10, 10, 3]
     heads = requests.heads()
     assert [path.rsplit(".", 1)[-1] for path, _ in heads] == ["mp4"] * 7
-    # the videos are items 3, 6, 9 (album 1), 12, 15, 18 (album 2) and 21 (album 3)
     assert [albums for _, albums in heads[:3]] == [0, 0, 0]
     assert all(albums >= 1 for _, albums in heads[3:6])
     assert heads[6][1] >= 2
@@ -354,7 +371,7 @@ async def test_large_video_is_uploaded_from_a_temporary_file(world: TelegramWorl
     big = world.emulator.media_url("video-reef-360x640.mp4", size=30 * MB)
     photo = world.emulator.media_url("photo-ocean-540x960.jpg")
     tracker = RecordingTracker()
-    items = [item("clip", MediaKind.VIDEO, big, minutes_ago=90),
+    items = [item("clip", MediaKind.VIDEO, big, minutes_ago=90, duration=60),
              item("pic", MediaKind.PHOTO, photo, minutes_ago=60)]
     world.fake.latency["sendmediagroup"] = 0.3  # time to look at the disk meanwhile
     sending = asyncio.create_task(world.adapter.send_stories(group_origin(),
@@ -380,14 +397,15 @@ async def test_temporary_files_are_deleted_on_failure_and_cancellation(
     world.fake.fail_next("sendVideo", status=502, description="Bad Gateway")
     tracker = RecordingTracker()
     with pytest.raises(NetworkError):
-        await world.adapter.send_stories(group_origin(),
-                                         delivery([item("a", MediaKind.VIDEO, big)], tracker))
+        await world.adapter.send_stories(group_origin(), delivery(
+            [item("a", MediaKind.VIDEO, big, duration=60)], tracker))
     assert tracker.events == [("sending", ["a"]), ("unsent", ["a"])]
     assert list(root.iterdir()) == []
     # The delivery is cancelled (the bot stops) while the upload is in flight.
     world.fake.latency["sendvideo"] = 30
     sending = asyncio.create_task(world.adapter.send_stories(
-        group_origin(), delivery([item("b", MediaKind.VIDEO, big)], RecordingTracker())))
+        group_origin(), delivery([item("b", MediaKind.VIDEO, big, duration=60)],
+                                 RecordingTracker())))
     await wait_for_call(world, "sendVideo", count=2)
     assert len(files_under(root)) == 1
     sending.cancel()

@@ -8,9 +8,12 @@ anyway):
 
 - photos are sent by URL without asking: a story photo is far below Telegram's 5 MB by-URL
   limit, and when Telegram refuses one anyway the ladder below uploads it;
-- videos are asked their size (HEAD) to choose, variant by variant (best first): by URL within
-  Telegram's by-URL limit (or when the server does not say), uploaded within the upload limit,
-  else the next smaller variant; when none fits even the upload limit, a link with a word why.
+- so are videos short enough to be within Telegram's 20 MB by-URL limit at any bitrate
+  Instagram uses (`MAX_BYTES_PER_SECOND`: 20 s and under; most stories are 15 s);
+- longer videos (or of unknown duration) are asked their size (HEAD) to choose, variant by
+  variant (best first): by URL within the by-URL limit (or when the server does not say),
+  uploaded within the upload limit, else the next smaller variant; when none fits even the
+  upload limit, a link with a word why.
 
 Consecutive media items form albums (at most 10, uploads within a byte budget per request).
 Each album climbs a ladder until it is posted:
@@ -63,6 +66,10 @@ ALBUM_MAX = 10
 CAPTION_MAX = 1024
 TEXT_MAX = 4096
 HEAD_CONCURRENCY = 8
+# 8 Mbit/s: above any story rendition Instagram serves (720p at 1.4-1.8 Mbit/s in real
+# payloads, 1080p a few Mbit/s). A video this short needs no HEAD to know it is within the
+# by-URL limit; should one ever be larger, Telegram refuses the URL and the ladder uploads it.
+MAX_BYTES_PER_SECOND = 1 * 1024 * 1024
 TEMP_PREFIX = "stories-bot-telegram-"
 
 Route = Literal["url", "upload", "link"]
@@ -142,7 +149,7 @@ class StorySender:
         self.temp_root = temp_root
 
     async def send(self, target: Target, delivery: StoryDelivery) -> None:
-        planner = _Planner(delivery, self._plan_video)
+        planner = _Planner(delivery, self._plan_video, self._limits.url_video)
         files = _TempFiles(self._media, self.temp_root)
         try:
             start = 0
@@ -350,13 +357,15 @@ class StorySender:
 class _Planner:
     """The plan of one delivery, made on demand: `ahead(start)` starts planning the items an
     album beginning at `start` can hold (all at once), `get(index)` waits for one item's plan.
-    Photos are planned on the spot; videos in tasks (their HEADs), at most `HEAD_CONCURRENCY`
-    at a time."""
+    Photos and short videos are planned on the spot; other videos in tasks (their HEADs), at
+    most `HEAD_CONCURRENCY` at a time."""
 
     def __init__(self, delivery: StoryDelivery,
-                 plan_video: Callable[[StoryItem, str], Awaitable[Planned]]) -> None:
+                 plan_video: Callable[[StoryItem, str], Awaitable[Planned]],
+                 url_video_limit: int) -> None:
         self._delivery = delivery
         self._plan_video = plan_video
+        self._url_video_limit = url_video_limit
         self._slots: list[Planned | asyncio.Task[Planned] | None] = [None] * len(delivery.items)
         self._gate = asyncio.Semaphore(HEAD_CONCURRENCY)
 
@@ -389,11 +398,16 @@ class _Planner:
         item = delivery.items[index]
         caption = messages.caption(delivery.profile, item, delivery.first_index + index,
                                    delivery.total, cached_at=delivery.cached_at)[:CAPTION_MAX]
-        if item.kind is MediaKind.PHOTO:
-            # By URL, unasked: if Telegram refuses it (over 5 MB, or its fetcher's whim), the
-            # ladder downloads the largest variant within the upload limit and uploads it.
+        if item.kind is MediaKind.PHOTO or self._surely_within(item):
+            # By URL, unasked: if Telegram refuses it (over its by-URL limit, or its fetcher's
+            # whim), the ladder downloads the largest variant within the upload limit and
+            # uploads it.
             return Planned(item, caption, item.best, "url")
         return asyncio.create_task(self._gated(item, caption))
+
+    def _surely_within(self, item: StoryItem) -> bool:
+        return (item.duration is not None and item.duration > 0
+                and item.duration * MAX_BYTES_PER_SECOND <= self._url_video_limit)
 
     async def _gated(self, item: StoryItem, caption: str) -> Planned:
         async with self._gate:

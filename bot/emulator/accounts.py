@@ -36,7 +36,8 @@ class ItemSpec:
     - `media`: which shipped picture or clip (`aurora`/`desert`/`ocean`, `reef`/`lava`);
       None picks one in turn.
     - `size`: pad the best variant to exactly this many bytes (big-file tests); `big=True`
-      uses the emulator's `big_video_bytes` instead, read at request time.
+      uses the emulator's `big_video_bytes` instead, read at request time. A padded video
+      says it runs 60 s (a file that big is a long video).
     - `media_type`: the raw number for `kind="unknown"` (default 8).
     - The quirk flags reproduce the looseness of real payloads on this one item.
     """

@@ -24,6 +24,7 @@ from bot.emulator.accounts import AccountSpec, ItemSpec
 from bot.emulator.cdn import PHOTOS, Asset, VideoFamily
 
 DAY = 86400
+LONGEST_STORY = 60.0  # seconds
 _SHORTCODE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _PK_BASE = 3_870_000_000_000_000_000  # the order of magnitude of 2026 story pks (> 2^53)
 
@@ -122,7 +123,7 @@ def _candidates(assets: tuple[Asset, ...], links: MediaLinks, smallest_first: bo
 
 
 def _video_versions(item: ItemSpec, links: MediaLinks, pk: int, size: int | None,
-                    sizes: dict[str, int]) -> list[dict[str, Any]]:
+                    sizes: dict[str, int], duration: float) -> list[dict[str, Any]]:
     family = item.family
     assert isinstance(family, VideoFamily)
     best, small = family.sizes[0], family.sizes[-1]
@@ -135,7 +136,7 @@ def _video_versions(item: ItemSpec, links: MediaLinks, pk: int, size: int | None
     ]
     out = [
         {
-            "bandwidth": int(length * 8 / family.duration),
+            "bandwidth": int(length * 8 / duration),
             "height": asset.height,
             "id": f"{int.from_bytes(_digest(pk, kind)[:6])}v",
             "type": kind,
@@ -280,16 +281,19 @@ def build_item(account: AccountSpec, index: int, item: ItemSpec, *, now: int, us
     }
     family = item.family
     if isinstance(family, VideoFamily):
-        versions = _video_versions(item, links, pk, pad_to, sizes)
+        # A padded clip claims the longest a story runs: files of tens of MB are long videos
+        # (a 3 s clip of 25 MB would be a bitrate no story has).
+        duration = LONGEST_STORY if pad_to else family.duration
+        versions = _video_versions(item, links, pk, pad_to, sizes, duration)
         payload.update({
             "is_dash_eligible": 1,
             "video_codec": "avc1.4D401E",
             "number_of_qualities": len(versions),
             "video_versions": versions,
-            "video_duration": family.duration - 0.0330000039935112,
+            "video_duration": duration - 0.0330000039935112,
             "has_audio": family.has_audio,
             "image_versions2": _candidates(family.previews, links, item.smallest_first, pk),
-            "video_dash_manifest": _dash_manifest(versions, family.duration, family.has_audio),
+            "video_dash_manifest": _dash_manifest(versions, duration, family.has_audio),
         })
     else:
         assets = family.sizes
