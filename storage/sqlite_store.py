@@ -6,7 +6,8 @@ appends to the WAL and never waits for the disk), while handing each call to a t
 cost ~0.3 ms of CPU in context switches — half of all the work of a callback. What could take
 long runs on one worker thread with its own connection: opening and migrating, the usage
 aggregates and other scans, and the WAL checkpoints (the only step that waits for the disk;
-the writer's automatic checkpoints are off). A call on the loop that ever takes longer than
+the writer's own, every ~16 MB of WAL, only finishes what the worker's left). A call on the
+loop that ever takes longer than
 `SLOW_CALL` is logged. Foreign keys on, numbered migrations; state changes that must agree (a
 result and its credits) happen in one transaction.
 """
@@ -38,7 +39,11 @@ from storage.migrations import migrate
 log = logging.getLogger(__name__)
 
 SLOW_CALL = 0.02  # seconds: a store call on the loop longer than this is logged
-CHECKPOINT_EVERY = 200  # writes between two WAL checkpoints (on the worker thread)
+CHECKPOINT_EVERY = 200  # store calls between two WAL checkpoints (on the worker thread)
+# The writer's own checkpoint, a backstop: under sustained writes the worker's checkpoints
+# never catch up with the writer, and the WAL only starts over after one made by the writer
+# itself. By then the worker has copied most pages, so the writer's is short.
+WRITER_CHECKPOINT_PAGES = 4000  # ~16 MB of WAL
 
 T = TypeVar("T")
 
@@ -71,7 +76,7 @@ class SqliteStore:
         self._worker_ident: int | None = None
         self._db: sqlite_utils.Database | None = None  # the writer, used on the loop
         self._reader: sqlite_utils.Database | None = None  # the worker thread's
-        self._writes = 0
+        self._calls = 0
         self._checkpoint: Future[None] | None = None
         self._decrypt_cached = functools.lru_cache(maxsize=4096)(cipher.decrypt)
 
@@ -90,8 +95,8 @@ class SqliteStore:
             if took > SLOW_CALL:
                 log.warning("a store call took %.0f ms on the event loop (%s)", took * 1000,
                             getattr(fn, "__qualname__", fn))
-            self._writes += 1
-            if self._writes >= CHECKPOINT_EVERY and self._reader is not None:
+            self._calls += 1
+            if self._calls >= CHECKPOINT_EVERY and self._reader is not None:
                 self._start_checkpoint()
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -104,12 +109,12 @@ class SqliteStore:
     def _start_checkpoint(self) -> None:
         if self._checkpoint is not None and not self._checkpoint.done():
             return
-        self._writes = 0
+        self._calls = 0
         self._checkpoint = self._executor.submit(self._checkpoint_wal)
 
     def _checkpoint_wal(self) -> None:
         try:
-            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:  # busy or closing: the next one catches up
             log.debug("WAL checkpoint skipped: %s", exc)
 
@@ -139,7 +144,7 @@ class SqliteStore:
         self._db = sqlite_utils.Database(conn)
         if self._path != ":memory:":
             self._db.enable_wal()
-            conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on this thread
+            conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
         conn.execute("PRAGMA synchronous=NORMAL")
         migrate(conn)
         if self._path != ":memory:":
