@@ -229,21 +229,23 @@ def sane_credits(value: Any) -> int:
     return 0
 
 
-def to_result(envelope: Envelope, *, username: str) -> StoriesResult:
-    """A `success: true` envelope with `data` → `StoriesResult` (items oldest first)."""
+def to_result(envelope: Envelope | FastEnvelope, *, username: str) -> StoriesResult:
+    """A `success: true` envelope with `data`, of either reading → `StoriesResult` (items
+    oldest first)."""
     reel = envelope.data or RawReel()
     user = reel.user or RawUser()
     profile = Profile(
         username=(user.username or username).lower(),
         full_name=user.full_name,
-        user_id=user.pk or user.id or reel.id,
+        user_id=_id(user.pk) or _id(user.id) or _id(reel.id),
         is_private=bool(user.is_private),
         is_verified=bool(user.is_verified),
         profile_pic_url=user.profile_pic_url,
     )
     raw_items = reel.items or []
-    return _result(profile, [to_item(raw) for raw in raw_items], len(raw_items),
-                   envelope.creditsCharged, envelope.requestId)
+    read = _fast_item if isinstance(envelope, FastEnvelope) else to_item
+    return _result(profile, [read(raw) for raw in raw_items], len(raw_items),
+                   envelope.creditsCharged, _id(envelope.requestId))
 
 
 def _result(profile: Profile, stories: Iterable[StoryItem | None], count: int,
@@ -299,14 +301,13 @@ def parse_envelope(body: Any) -> Envelope:
 def result_or_error(body: Any, *, username: str) -> StoriesResult:
     """Interpret a final body (a sync answer or a callback, as `decode_body` or any JSON
     decoder gave it): a result, or raise `ApiError`."""
-    if isinstance(body, FastEnvelope):
-        return _fast_result_or_error(body, username=username)
-    envelope = parse_envelope(body)
+    envelope = body if isinstance(body, FastEnvelope) else parse_envelope(body)
+    request_id = _id(envelope.requestId)
     if envelope.success is True and envelope.data is not None:
         return to_result(envelope, username=username)
     if envelope.success is False or envelope.error:
-        raise failure_error(envelope.error or envelope.message, request_id=envelope.requestId)
-    raise UnexpectedResponse("neither a result nor a failure", api_request_id=envelope.requestId)
+        raise failure_error(envelope.error or envelope.message, request_id=request_id)
+    raise UnexpectedResponse("neither a result nor a failure", api_request_id=request_id)
 
 
 def credits_of(body: Any) -> int:
@@ -398,23 +399,3 @@ def _fast_item(item: _FastItem) -> StoryItem | None:
     return _story(_id(item.id) or _id(item.pk), _to_int_or_none(item.taken_at),
                   _to_int_or_none(item.expiring_at), _to_int_or_none(item.media_type),
                   images, _fast_variants(item.video_versions), duration)
-
-
-def _fast_result_or_error(body: FastEnvelope, *, username: str) -> StoriesResult:
-    if body.success is True and body.data is not None:
-        reel = body.data
-        user = reel.user or _FastUser()
-        profile = Profile(
-            username=(user.username or username).lower(),
-            full_name=user.full_name,
-            user_id=_id(user.pk) or _id(user.id) or _id(reel.id),
-            is_private=bool(user.is_private),
-            is_verified=bool(user.is_verified),
-            profile_pic_url=user.profile_pic_url,
-        )
-        items = reel.items or []
-        return _result(profile, [_fast_item(i) for i in items], len(items),
-                       body.creditsCharged, _id(body.requestId))
-    if body.success is False or body.error:
-        raise failure_error(body.error or body.message, request_id=_id(body.requestId))
-    raise UnexpectedResponse("neither a result nor a failure", api_request_id=_id(body.requestId))

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -380,10 +379,9 @@ class StoriesService(ChatAdmin):
             await self._store.mark_warned(origin.chat, daily_on=day, monthly_on=month)
             await self._outbox.say(origin, text)
 
-    async def handle_callback(self, token: str, body: Any,
-                              raw: bytes | None = None) -> CallbackOutcome:
-        """A callback POST, size-checked and decoded by the web server (`decode_body`, or any
-        JSON decoder); `raw` is the body as received, kept when its shape is unknown."""
+    async def handle_callback(self, token: str, body: Any, raw: bytes) -> CallbackOutcome:
+        """A callback POST, size-checked and decoded by the web server (`decode_body`); `raw`
+        is the body as received, kept when its shape is unknown."""
         digest = hash_token(token)
         record = await self._store.find_by_token(digest)
         if record is None or not hmac.compare_digest(record.token_hash or "", digest):
@@ -402,9 +400,7 @@ class StoriesService(ChatAdmin):
         except UnexpectedResponse as exc:
             log.warning("request %d: callback of an unknown shape (%s); kept for diagnosis",
                         record.id, exc.detail)
-            text = (raw.decode(errors="replace") if raw is not None
-                    else json.dumps(body, default=repr))
-            await self._store.keep_raw_body(record.id, text[:65536])
+            await self._store.keep_raw_body(record.id, raw.decode(errors="replace")[:65536])
             return CallbackOutcome(422, "unrecognised body")
         except ApiError as exc:
             result = exc
