@@ -304,7 +304,7 @@ async def test_a_wrong_token_fails_start_cleanly(world: TelegramWorld) -> None:
     with pytest.raises(InvalidToken):
         await adapter.start()
     assert not adapter.running
-    assert all(request._client.is_closed for request in adapter._requests)
+    assert all(request.is_closed for request in adapter._requests)
 
 
 async def test_limits_without_argument_shows_the_caps(world: TelegramWorld) -> None:

@@ -16,13 +16,13 @@ from datetime import timedelta
 from telegram import Update
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import AIORateLimiter, Application, ContextTypes
-from telegram.request import HTTPXRequest
 
 from adapters.telegram import redaction
 from adapters.telegram.commands import Commands, register_menus
 from adapters.telegram.ordering import PerChatUpdateProcessor
 from adapters.telegram.routing import PLATFORM, Target
 from adapters.telegram.sending import Limits, StorySender, call_patiently
+from adapters.telegram.transport import AiohttpRequest
 from bot.media import MediaFetcher
 from bot.models import Origin
 from bot.ports import StoryDelivery
@@ -48,18 +48,14 @@ class TelegramAdapter:
         # The adapter owns its HTTP clients, so that a start that fails half-way (a wrong
         # token) still closes them.
         self._requests = (
-            HTTPXRequest(connection_pool_size=32, connect_timeout=10, pool_timeout=10,
-                         read_timeout=60,  # Telegram fetches up to 10 URLs for an album
-                         write_timeout=30, media_write_timeout=300),
-            # Long polling: one getUpdates at a time, so the pool is never waited for, except
-            # on stop: python-telegram-bot cancels the poll in flight without waiting for it,
-            # then sends a closing getUpdates. A poll cancelled at the wrong moment (a few
-            # event-loop steps after start) leaves its connection held in httpcore 1.0.9's
-            # pool for good, and with one connection that closing call waited out the pool
-            # timeout (10 s). A second connection, and a short pool timeout should both ever
-            # be held, keep the stop prompt.
-            HTTPXRequest(connection_pool_size=2, connect_timeout=10, pool_timeout=1,
-                         read_timeout=10),  # plus the long-poll timeout, added by PTB
+            AiohttpRequest(connection_pool_size=32, connect_timeout=10, pool_timeout=10,
+                           read_timeout=60,  # Telegram fetches up to 10 URLs for an album
+                           write_timeout=30, media_write_timeout=300),
+            # Long polling: one getUpdates at a time (python-telegram-bot adds the poll's
+            # own timeout to the read timeout); a second connection for the closing
+            # getUpdates sent on stop while the cancelled poll's connection is closed.
+            AiohttpRequest(connection_pool_size=2, connect_timeout=10, pool_timeout=1,
+                           read_timeout=10),
         )
         builder = (
             Application.builder()

@@ -49,10 +49,11 @@ from typing import IO, Literal, TypeVar
 
 from telegram import Bot, InputFile, InputMediaPhoto, InputMediaVideo
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
 from adapters.telegram.routing import Target
+from adapters.telegram.transport import MaybeSent, NotSent
 from bot import messages
 from bot.media import MediaError, MediaFetcher, MediaTooLarge, short_url
 from bot.models import MediaKind, MediaVariant, StoryItem
@@ -122,16 +123,13 @@ def definitely_not_sent(exc: TelegramError) -> bool:
     """True when the message was not posted: Telegram answered with an error (4xx, 429, or a
     5xx, after which Telegram's own advice is to send again), or no connection was made.
     A timeout or a connection dropped mid-request is uncertain: the message may be there."""
-    if isinstance(exc, TimedOut):
-        return False
-    if isinstance(exc, NetworkError) and not isinstance(exc, BadRequest):
-        # python-telegram-bot words transport failures "httpx.<Error>: …"; anything else
-        # is Telegram's own answer (a 5xx description).
-        text = str(exc)
-        if text.startswith("httpx.") or text.startswith("Unknown error in HTTP"):
-            return text.startswith(("httpx.ConnectError", "httpx.ConnectTimeout"))
+    if isinstance(exc, NotSent):
         return True
-    return True
+    if isinstance(exc, (TimedOut, MaybeSent)):
+        return False
+    # python-telegram-bot words an unexpected failure of the transport "Unknown error in HTTP
+    # implementation"; any other NetworkError is Telegram's own answer (a 5xx description).
+    return not str(exc).startswith("Unknown error in HTTP")
 
 
 class StorySender:
@@ -307,8 +305,8 @@ class StorySender:
     async def _post(self, target: Target, entries: Sequence[Planned],
                     uploads: Mapping[str, Path]) -> None:
         """One message: sendPhoto/sendVideo for one item, sendMediaGroup for more. Uploads are
-        streamed from their files (python-telegram-bot hands the open file to httpx, which
-        reads it in chunks, from the start again on every attempt)."""
+        streamed from their files (python-telegram-bot hands the open file to the transport,
+        which reads it in chunks, from the start again on every attempt)."""
         if uploads:
             action = ChatAction.UPLOAD_VIDEO if any(
                 e.item.kind is MediaKind.VIDEO for e in entries) else ChatAction.UPLOAD_PHOTO
