@@ -30,6 +30,7 @@ class Server:
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
+        self.slow_arrivals: asyncio.Queue[None] = asyncio.Queue()
         self.app = web.Application()
         self.app.router.add_post("/bot{token}/{method}", self.handle)
         self.runner = web.AppRunner(self.app)
@@ -38,6 +39,7 @@ class Server:
     async def handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         if method == "slow":
+            self.slow_arrivals.put_nowait(None)
             await self.release.wait()
             return web.json_response({"ok": True, "result": True})
         if method == "drop":
@@ -149,7 +151,8 @@ async def test_a_slow_answer_times_out(server: Server) -> None:
         # then fails as never sent
         busy = asyncio.create_task(transport.do_request(
             f"{server.root}/slow", "POST", data(chat_id=1), read_timeout=5))
-        await asyncio.sleep(0)
+        for _ in range(2):  # the timed-out call, then this one, have reached the server
+            await server.slow_arrivals.get()
         with pytest.raises(NotSent):
             await transport.do_request(f"{server.root}/echo", "POST", data(chat_id=1),
                                        pool_timeout=0.1, connect_timeout=0.1)
