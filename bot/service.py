@@ -238,18 +238,27 @@ class StoriesService(ChatAdmin):
             self._cooldowns = {u: t for u, t in self._cooldowns.items() if t > horizon}
         self._cooldowns[origin.user_ref] = now
 
-    def _check_cooldown(self, origin: Origin, now: datetime) -> None:
-        cooldown = self._settings.user_cooldown
-        if cooldown <= 0 or self.may_admin(origin):
-            return
+    def _cooldown_left(self, origin: Origin, now: datetime) -> float:
         last = self._cooldowns.get(origin.user_ref)
-        if last is not None:
-            wait = cooldown - (now - last).total_seconds()
-            if wait > 0:
-                raise LimitReached(
-                    "cooldown", retry_after=wait,
-                    user_message=f"Please wait {messages.duration_text(max(1, wait))} before "
-                    "asking again.")
+        if last is None or self._settings.user_cooldown <= 0:
+            return 0.0
+        return self._settings.user_cooldown - (now - last).total_seconds()
+
+    def admin_matters(self, origin: Origin, argument: str, *, force: bool = False) -> bool:
+        """Whether `/stories <argument>` from `origin` depends on the sender being an admin:
+        for a fresh fetch, or to skip a cooldown still running. An adapter whose admin check
+        costs a call to its platform asks this first."""
+        return force or split_fresh(argument)[1] or self._cooldown_left(origin, self._clock()) > 0
+
+    def _check_cooldown(self, origin: Origin, now: datetime) -> None:
+        if self.may_admin(origin):
+            return
+        wait = self._cooldown_left(origin, now)
+        if wait > 0:
+            raise LimitReached(
+                "cooldown", retry_after=wait,
+                user_message=f"Please wait {messages.duration_text(max(1, wait))} before "
+                "asking again.")
 
     async def _share(self, origin: Origin, username: str, source: RequestRecord,
                      fingerprint: str) -> None:

@@ -212,6 +212,32 @@ async def test_admins_can_force_a_fresh_fetch(world: TelegramWorld) -> None:
     assert [r.username for r in world.emulator.requests] == ["natgeo", "natgeo"]
 
 
+async def test_admins_are_asked_of_telegram_only_when_it_matters(
+        tmp_path: Path, emulator: Emulator) -> None:
+    """getChatMember costs a call: a plain /stories makes none; a second one within the
+    cooldown asks, and lets an admin through; a fresh fetch asks."""
+    async with TelegramWorld(tmp_path, emulator, user_cooldown=600) as world:
+        await world.set_key()
+
+        def asked() -> list[str]:
+            return [str(c.params.get("user_id")) for c in world.fake.calls_of("getChatMember")]
+
+        before = len(asked())
+        await world.command(GROUP, "/stories natgeo", user=MEMBER)
+        await world.command(GROUP, "/stories nostories", user=ADMIN)
+        await world.settle()
+        assert asked()[before:] == []
+        again = await world.command(GROUP, "/stories natgeo", user=MEMBER)
+        assert world.answers_to(again)[0].text.startswith("Please wait")
+        await world.command(GROUP, "/stories manystories", user=ADMIN)  # skips the cooldown
+        await world.settle()
+        await world.command(GROUP, "/stories natgeo fresh", user=ADMIN)
+        await world.settle()
+        assert asked()[before:] == [str(MEMBER), str(ADMIN), str(ADMIN)]
+        assert [r.username for r in world.emulator.requests] == [
+            "natgeo", "nostories", "manystories", "natgeo"]
+
+
 async def test_forum_topic_answers_stay_in_the_topic(world: TelegramWorld) -> None:
     topic = await world.fake.add_topic(FORUM, "Stories")
     await world.command(FORUM, f"/setkey {API_KEY}", user=ADMIN, thread_id=topic)

@@ -1,7 +1,8 @@
 """Who may change a chat's API key or spending caps.
 
 On Telegram: the chat's creator or an administrator (asked of Telegram with `getChatMember`,
-never cached, so a demoted admin loses the right at once), an anonymous admin (a message sent
+never cached, so a demoted admin loses the right at once; for /stories only when the answer
+matters, a fresh fetch or a cooldown to skip), an anonymous admin (a message sent
 on behalf of the group itself), and the user of a private chat. Bot owners (`BOT_OWNER_IDS`)
 are admins everywhere; the core checks that too, so a failed Telegram lookup never locks them
 out.
@@ -21,7 +22,9 @@ log = logging.getLogger(__name__)
 ADMIN_STATUSES = frozenset({ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR})
 
 
-async def is_admin(bot: Bot, message: Message, owner_ids: Collection[str]) -> bool:
+def known_without_asking(message: Message, owner_ids: Collection[str]) -> bool | None:
+    """Whether the sender is an admin, when the message itself tells; None when only
+    Telegram can (a member of a group)."""
     chat = message.chat
     if chat.type == ChatType.PRIVATE:
         return True
@@ -34,6 +37,15 @@ async def is_admin(bot: Bot, message: Message, owner_ids: Collection[str]) -> bo
         return False
     if f"telegram:{user.id}" in owner_ids:
         return True
+    return None
+
+
+async def is_admin(bot: Bot, message: Message, owner_ids: Collection[str]) -> bool:
+    known = known_without_asking(message, owner_ids)
+    if known is not None:
+        return known
+    chat, user = message.chat, message.from_user
+    assert user is not None  # known_without_asking answers for messages without a sender
     try:
         member = await bot.get_chat_member(chat.id, user.id)
     except TelegramError as exc:

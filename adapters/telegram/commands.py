@@ -135,8 +135,13 @@ class Commands:
         force = len(words) > 1 and words[-1].lower() in FORCE_WORDS
         if force:
             words = words[:-1]
-        origin = await self._origin(message)
-        await self._service.request_stories(origin, " ".join(words), force=force)
+        argument = " ".join(words)
+        # Asking Telegram who is an admin costs a call (getChatMember): only when it matters.
+        known = admin.known_without_asking(message, self._settings.bot_owner_ids)
+        origin = origin_from(message, is_admin=bool(known))
+        if known is None and self._service.admin_matters(origin, argument, force=force):
+            origin = await self._origin(message)
+        await self._service.request_stories(origin, argument, force=force)
 
     async def setkey(self, message: Message) -> None:
         key = argument_of(message)
