@@ -172,3 +172,19 @@ async def test_a_bot_on_it_makes_calls_and_refuses_before_initialize(server: Ser
         result = await bot.do_api_request("echo", api_kwargs={"chat_id": 5})
     assert result["fields"] == {"chat_id": "5"}
     assert transport.is_closed
+
+
+async def test_a_proxy_from_the_environment_is_used(server: Server,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP(S)_PROXY is honoured, as python-telegram-bot's httpx transport does; the test
+    server plays the proxy (it routes the absolute-form request by its path)."""
+    monkeypatch.setenv("HTTP_PROXY", server.root.split("/bot")[0])
+    transport = AiohttpRequest(1)
+    await transport.initialize()
+    try:
+        status, body = await transport.do_request(
+            f"http://api.telegram.invalid/bot{TOKEN}/echo", "POST", data(chat_id=7))
+    finally:
+        await transport.shutdown()
+    assert status == 200
+    assert json.loads(body)["result"]["fields"] == {"chat_id": "7"}

@@ -24,6 +24,7 @@ import os
 from typing import IO
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
@@ -67,7 +68,8 @@ class AiohttpRequest(BaseRequest):
     write timeout of its own, so sending and answering together are bounded by write + read.
     """
 
-    __slots__ = ("_connect", "_limit", "_media_write", "_pool", "_read", "_session", "_write")
+    __slots__ = ("_connect", "_limit", "_media_write", "_pool", "_proxies", "_read", "_session",
+                 "_write")
 
     def __init__(self, connection_pool_size: int = 32, *, read_timeout: float | None = 5.0,
                  write_timeout: float | None = 5.0, connect_timeout: float | None = 5.0,
@@ -82,6 +84,9 @@ class AiohttpRequest(BaseRequest):
         self._pool = pool_timeout
         self._media_write = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        # origin -> (proxy, its credentials), read from the environment once per origin
+        # (aiohttp's own trust_env looks it up in a thread on every request)
+        self._proxies: dict[URL, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
 
     @property
     def read_timeout(self) -> float | None:
@@ -96,7 +101,7 @@ class AiohttpRequest(BaseRequest):
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit),
-                headers={"User-Agent": self.USER_AGENT}, trust_env=True,
+                headers={"User-Agent": self.USER_AGENT},
                 # Telegram's answers are read whole; its errors are JSON with any status.
                 raise_for_status=False)
 
@@ -134,12 +139,22 @@ class AiohttpRequest(BaseRequest):
                                    content_type=mimetype)
             return await self._send(session, method, url, data, timeout)
 
-    @staticmethod
-    async def _send(session: aiohttp.ClientSession, method: str, url: str,
+    def _proxy_for(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        origin = URL(url).origin()
+        if origin not in self._proxies:
+            try:
+                self._proxies[origin] = get_env_proxy_for_url(origin)
+            except LookupError:  # none set, or NO_PROXY names the host
+                self._proxies[origin] = (None, None)
+        return self._proxies[origin]
+
+    async def _send(self, session: aiohttp.ClientSession, method: str, url: str,
                     data: aiohttp.FormData | dict[str, str] | None,
                     timeout: aiohttp.ClientTimeout) -> tuple[int, bytes]:
+        proxy, proxy_auth = self._proxy_for(url)
         try:
-            async with session.request(method, url, data=data, timeout=timeout) as response:
+            async with session.request(method, url, data=data, timeout=timeout, proxy=proxy,
+                                       proxy_auth=proxy_auth) as response:
                 return response.status, await response.read()
         except aiohttp.ConnectionTimeoutError:  # no connection free or made in time
             raise NotSent("timed out waiting for a connection to the Bot API") from None
