@@ -128,11 +128,13 @@ class BotProcess:
 
     async def heartbeat_start(self) -> None:
         self._gaps = []
+        self._gap_cpu: list[float] = []
         self._gc_pauses = []
         gc.callbacks.append(self._gc_watch)
         self._beat_stop = asyncio.Event()
         self._beat_started = monotonic()
-        self._beat = asyncio.create_task(heartbeat(self._gaps, self._beat_stop))
+        self._beat = asyncio.create_task(heartbeat(self._gaps, self._beat_stop,
+                                                         cpu=self._gap_cpu))
 
     async def heartbeat_stop(self) -> dict[str, Any]:
         assert self._beat is not None
@@ -140,8 +142,9 @@ class BotProcess:
         await self._beat
         self._beat = None
         gc.callbacks.remove(self._gc_watch)
-        gaps = self._gaps
+        gaps, cpu = self._gaps, self._gap_cpu
         pauses = self._gc_pauses
+        widest = max(range(len(gaps)), key=gaps.__getitem__) if gaps else None
         return {
             "gc_collections": len(pauses),
             "gc_max_ms": max((p for _, p in pauses), default=0.0) * 1000,
@@ -153,6 +156,11 @@ class BotProcess:
             "p999_ms": percentile(gaps, 99.9) * 1000,
             "over_10ms": sum(1 for g in gaps if g > 0.010),
             "over_20ms": sum(1 for g in gaps if g > 0.020),
+            # CPU time of the loop's thread within a gap: near the gap itself, the loop was
+            # busy (saturated); far below it, the thread waited (other processes, the GIL)
+            "cpu_max_ms": max(cpu) * 1000 if cpu else None,
+            "cpu_p99_ms": percentile(cpu, 99) * 1000 if cpu else None,
+            "widest_gap_cpu_ms": cpu[widest] * 1000 if widest is not None else None,
         }
 
     # the store ------------------------------------------------------------------------------

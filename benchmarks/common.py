@@ -207,15 +207,21 @@ def monotonic() -> float:
     return time.monotonic()
 
 
-async def heartbeat(gaps: list[float], stop: asyncio.Event, period: float = 0.001) -> None:
-    """Tick every `period` seconds; record the time between ticks (a stall shows as a gap)."""
+async def heartbeat(gaps: list[float], stop: asyncio.Event, period: float = 0.001,
+                    cpu: list[float] | None = None) -> None:
+    """Tick every `period` seconds; record the time between ticks (a stall shows as a gap)
+    and, in `cpu`, the CPU time the loop's thread used within each gap: a gap much longer
+    than that is time the thread did not run (the OS ran other processes, or another thread
+    held the GIL); a gap equal to it is the loop's own work."""
     loop = asyncio.get_running_loop()
-    last = loop.time()
+    last, last_cpu = loop.time(), time.thread_time()
     while not stop.is_set():
         await asyncio.sleep(period)
-        now = loop.time()
+        now, now_cpu = loop.time(), time.thread_time()
         gaps.append(now - last)
-        last = now
+        if cpu is not None:
+            cpu.append(now_cpu - last_cpu)
+        last, last_cpu = now, now_cpu
 
 
 def quiet(*names: str) -> None:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import anyio
 import httpx
 
 from bot.api_client import StoriesApiClient
@@ -93,6 +94,7 @@ class App:
         return f"http://{self.settings.callback_host}:{self.server.port}"
 
     async def start(self) -> None:
+        load_http_backend()
         await self.store.open()
         await self.server.start(self.settings.callback_host, self.settings.callback_port)
         if self._public_url == "auto":
@@ -134,6 +136,13 @@ class App:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def load_http_backend() -> None:
+    """httpx (the stories API, media) picks and imports its async backend, anyio's asyncio
+    one, on its first request: ~40 ms of imports that would hold up the event loop while the
+    first command waits. Done at start-up instead. Needs the running loop."""
+    anyio.Event()
 
 
 def settle_heap() -> None:

@@ -69,9 +69,9 @@ class Deliveries:
         self._on_change = on_change
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._stopped = False
-        # Deliveries mostly wait on the platforms' rate limits, so they are not bounded by
-        # default: a bound makes the 65th chat wait for a slow one to finish (seconds). The
-        # network fan-out is bounded where it costs, in `MediaFetcher`.
+        # Deliveries mostly wait on the platforms (Telegram: 30 messages a second in all), so
+        # a few in progress keep them busy; many more at once only lengthen the event loop's
+        # queue (the service runs 8).
         self._gate = (asyncio.Semaphore(max_concurrent) if max_concurrent
                       else contextlib.nullcontext())
 

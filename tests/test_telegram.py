@@ -252,6 +252,18 @@ async def test_forum_topic_answers_stay_in_the_topic(world: TelegramWorld) -> No
         == {str(topic)}
 
 
+async def test_a_backlog_is_polled_20_updates_at_a_time(world: TelegramWorld) -> None:
+    """python-telegram-bot decodes a whole getUpdates batch in one event-loop step: the bot
+    asks for 20 at most, so 45 waiting commands take 3 polls, and all are answered."""
+    polls_before = len(world.fake.calls_of("getUpdates"))
+    # a private chat: a group's answers would be held to Telegram's 20 a minute
+    commands = [await world.fake.post(PRIVATE_USER, "/help") for _ in range(45)]
+    await world.fake.wait_for(lambda: all(world.answers_to(c) for c in commands), timeout=10)
+    await world.settle()
+    polls = world.fake.calls_of("getUpdates")[polls_before:]
+    assert {c.params.get("limit") for c in polls} == {"20"}
+
+
 async def test_edited_commands_are_ignored(world: TelegramWorld) -> None:
     await world.set_key()
     await world.fake.post(GROUP, "/stories natgeo", user=MEMBER, edited=True)
