@@ -54,10 +54,6 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 LONG_QUEUE = 5.0  # seconds of client-side rate-limit wait worth telling the user about
 MAX_QUEUE = 600.0  # beyond this, refuse instead of queueing
-# Deliveries in progress at once: 8 keep Telegram's 30 messages a second busy with albums;
-# with no bound, a burst of results ran hundreds of steps per event-loop turn (the
-# benchmark's largest stall: 109 ms unbounded, 28 ms with 8, same throughput).
-DELIVERIES_AT_ONCE = 8
 
 
 def user_text(error: StoriesBotError, platform: str) -> str:
@@ -95,8 +91,7 @@ class StoriesService(ChatAdmin):
         self._outbox = Outbox()
         self._deliveries = Deliveries(store, self._outbox, clock=clock, sleep=sleep,
                                       attempts=delivery_attempts, backoff=delivery_backoff,
-                                      on_change=self._notify_changed,
-                                      max_concurrent=DELIVERIES_AT_ONCE)
+                                      on_change=self._notify_changed)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cooldowns: dict[str, datetime] = {}
         self._wake_sweeper = asyncio.Event()
