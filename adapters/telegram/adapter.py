@@ -61,7 +61,10 @@ class TelegramAdapter:
         # The adapter owns its HTTP clients, so that a start that fails half-way (a wrong
         # token) still closes them.
         self._requests = (
-            AiohttpRequest(connection_pool_size=32, connect_timeout=10, pool_timeout=10,
+            # Deliveries are not bounded, and Telegram answers an album only once it has
+            # fetched its media: with 32 connections, 100 chats' first albums queued for one
+            # (measured: first album p50 570 -> 300 ms with 128, 100 results at once).
+            AiohttpRequest(connection_pool_size=128, connect_timeout=10, pool_timeout=10,
                            read_timeout=60,  # Telegram fetches up to 10 URLs for an album
                            write_timeout=30, media_write_timeout=300),
             # Long polling: one getUpdates at a time (python-telegram-bot adds the poll's
