@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any
 
 from telegram import Update
 from telegram.error import BadRequest, TelegramError
-from telegram.ext import AIORateLimiter, Application, ContextTypes, ExtBot
+from telegram.ext import AIORateLimiter, Application, ContextTypes
 
 from adapters.telegram import redaction
+from adapters.telegram.client import TelegramClient
 from adapters.telegram.commands import Commands, register_menus
 from adapters.telegram.ordering import PerChatUpdateProcessor
 from adapters.telegram.routing import PLATFORM, Target
@@ -35,18 +35,6 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT = timedelta(seconds=30)
 STOP_TIMEOUT = 10.0  # seconds to let commands in progress finish on stop
 TEXT_MAX = 4096
-UPDATES_PER_POLL = 20
-
-
-class PagedPollingBot(ExtBot[None]):
-    """Asks for at most `UPDATES_PER_POLL` updates per getUpdates (Telegram's default is
-    100): python-telegram-bot decodes a whole batch in one step of the event loop, ~15 ms
-    for 100 commands, while everything else waits. A backlog is fetched in more polls."""
-
-    async def get_updates(self, *args: Any, **kwargs: Any) -> tuple[Update, ...]:
-        if len(args) < 2 and kwargs.get("limit") is None:
-            kwargs["limit"] = UPDATES_PER_POLL
-        return await super().get_updates(*args, **kwargs)
 
 
 class TelegramAdapter:
@@ -73,7 +61,7 @@ class TelegramAdapter:
             AiohttpRequest(connection_pool_size=2, connect_timeout=10, pool_timeout=1,
                            read_timeout=10),
         )
-        bot = PagedPollingBot(
+        bot = TelegramClient(
             token, base_url=f"{root}/bot", base_file_url=f"{root}/file/bot",
             local_mode=settings.telegram_local_bot_api,
             request=self._requests[0], get_updates_request=self._requests[1],
@@ -84,7 +72,7 @@ class TelegramAdapter:
         self._commands = Commands(settings, service)
         self._commands.install(self._app)
         self._app.add_error_handler(self._on_error)
-        self._sender = StorySender(self._app.bot, media,
+        self._sender = StorySender(bot, media,
                                    Limits.for_server(local=settings.telegram_local_bot_api))
         self.running = False
 

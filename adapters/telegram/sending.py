@@ -47,11 +47,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, Literal, TypeVar
 
-from telegram import Bot, InputFile, InputMediaPhoto, InputMediaVideo
+from telegram import InputFile, InputMediaPhoto, InputMediaVideo
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
+from adapters.telegram.client import TelegramClient
 from adapters.telegram.routing import Target
 from adapters.telegram.transport import MaybeSent, NotSent
 from bot import messages
@@ -138,7 +139,7 @@ class StorySender:
     `temp_root` is where each delivery's directory of downloads is made (None: the system's
     temporary directory)."""
 
-    def __init__(self, bot: Bot, media: MediaFetcher, limits: Limits, *,
+    def __init__(self, bot: TelegramClient, media: MediaFetcher, limits: Limits, *,
                  max_flood_wait: float = 300.0, temp_root: Path | None = None) -> None:
         self._bot = bot
         self._media = media
@@ -332,8 +333,8 @@ class StorySender:
                         video=source(), caption=entry.caption, filename=_filename(entry),
                         supports_streaming=True, **_video_shape(entry), **where))
                 return
-            await self._call(lambda: self._bot.send_media_group(
-                media=[_input_media(entry, handles.get(entry.item.id)) for entry in entries],
+            await self._call(lambda: self._bot.send_album(
+                [_input_media(entry, handles.get(entry.item.id)) for entry in entries],
                 **where))
 
     async def _send_texts(self, target: Target, texts: Sequence[str]) -> None:
