@@ -34,6 +34,7 @@ from benchmarks.child import serve  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     NullAdapter,
     PeakRss,
+    StepWatch,
     bot_settings,
     heartbeat,
     monotonic,
@@ -130,6 +131,8 @@ class BotProcess:
         self._gaps = []
         self._gap_cpu: list[float] = []
         self._gc_pauses = []
+        self._steps = StepWatch()
+        self._steps.install()
         gc.callbacks.append(self._gc_watch)
         self._beat_stop = asyncio.Event()
         self._beat_started = monotonic()
@@ -142,6 +145,7 @@ class BotProcess:
         await self._beat
         self._beat = None
         gc.callbacks.remove(self._gc_watch)
+        self._steps.uninstall()
         gaps, cpu = self._gaps, self._gap_cpu
         pauses = self._gc_pauses
         widest = max(range(len(gaps)), key=gaps.__getitem__) if gaps else None
@@ -161,6 +165,10 @@ class BotProcess:
             "cpu_max_ms": max(cpu) * 1000 if cpu else None,
             "cpu_p99_ms": percentile(cpu, 99) * 1000 if cpu else None,
             "widest_gap_cpu_ms": cpu[widest] * 1000 if widest is not None else None,
+            # the longest single steps of the loop (a callback, or a task up to its next
+            # await): what a blocking call would show as
+            "longest_steps": [(round(took * 1000, 1), name)
+                              for took, name in self._steps.longest],
         }
 
     # the store ------------------------------------------------------------------------------

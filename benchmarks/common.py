@@ -224,6 +224,51 @@ async def heartbeat(gaps: list[float], stop: asyncio.Event, period: float = 0.00
         last, last_cpu = now, now_cpu
 
 
+class StepWatch:
+    """Times every step the event loop runs (one callback, or one step of a task up to its
+    next await) while installed, and keeps the longest: a gap of the heartbeat made of one
+    long step is a blocking call; one made of many short steps is a busy loop. Benchmark
+    harness only: it wraps asyncio's `Handle._run`."""
+
+    def __init__(self, keep: int = 5) -> None:
+        self.longest: list[tuple[float, str]] = []
+        self._keep = keep
+        self._original: Any = None
+
+    def install(self) -> None:
+        original = self._original = asyncio.events.Handle._run
+        longest, keep = self.longest, self._keep
+
+        def timed(handle: asyncio.Handle) -> None:
+            began = time.perf_counter()
+            original(handle)
+            took = time.perf_counter() - began
+            if len(longest) < keep or took > longest[-1][0]:
+                longest.append((took, _step_name(handle)))
+                longest.sort(reverse=True)
+                del longest[keep:]
+
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        if self._original is not None:
+            asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
+            self._original = None
+
+
+def _step_name(handle: asyncio.Handle) -> str:
+    callback = getattr(handle, "_callback", None)
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        coro = owner.get_coro()
+        chain = [getattr(coro, "__qualname__", "?")]
+        while (inner := getattr(coro, "cr_await", None)) is not None and hasattr(inner, "cr_code"):
+            coro = inner
+            chain.append(getattr(coro, "__qualname__", "?"))
+        return " > ".join(chain[:1] + chain[-2:] if len(chain) > 3 else chain)
+    return getattr(callback, "__qualname__", repr(callback))
+
+
 def quiet(*names: str) -> None:
     for name in names:
         logging.getLogger(name).setLevel(logging.WARNING)
