@@ -148,10 +148,21 @@ def _usable(entries: Iterable[tuple[Any, Any, Any]]) -> list[MediaVariant]:
     """(url, width, height) → renditions whose URL is a string starting with http(s), sizes
     as loose ints (junk → unknown); largest first, unknown sizes last, the API's order kept
     among equals."""
-    found = [MediaVariant(url, _to_int_or_none(width), _to_int_or_none(height))
-             for url, width, height in entries
-             if isinstance(url, str) and url.startswith(("http://", "https://"))]
-    return sorted(found, key=lambda v: -((v.width or 0) * (v.height or 0)))
+    return _largest_first([MediaVariant(url, _to_int_or_none(width), _to_int_or_none(height))
+                           for url, width, height in entries
+                           if isinstance(url, str) and url.startswith(HTTP)])
+
+
+HTTP = ("http://", "https://")
+
+
+def _largest_first(variants: list[MediaVariant]) -> list[MediaVariant]:
+    variants.sort(key=_area, reverse=True)  # stable: the API's order among equals
+    return variants
+
+
+def _area(variant: MediaVariant) -> int:
+    return (variant.width or 0) * (variant.height or 0)
 
 
 def _timestamp(value: int | None) -> datetime | None:
@@ -325,9 +336,9 @@ Scalar = str | int | float | bool | None
 
 
 class _FastVariant(msgspec.Struct):
-    url: Any = None
-    width: Any = None
-    height: Any = None
+    url: str | None = None
+    width: int | None = None
+    height: int | None = None
 
 
 class _FastImages(msgspec.Struct):
@@ -337,7 +348,7 @@ class _FastImages(msgspec.Struct):
 class _FastItem(msgspec.Struct):
     id: Scalar = None
     pk: Scalar = None
-    taken_at: Scalar = None
+    taken_at: Scalar = None  # a string in some payloads (2018's)
     expiring_at: Scalar = None
     media_type: Scalar = None
     image_versions2: _FastImages | None = None
@@ -390,12 +401,16 @@ def _id(value: Scalar) -> str | None:
 
 
 def _fast_variants(raw: list[_FastVariant] | None) -> list[MediaVariant]:
-    return _usable((v.url, v.width, v.height) for v in raw or ())
+    """As `_usable`, on sizes already decoded as ints (or absent)."""
+    if not raw:
+        return []
+    return _largest_first([MediaVariant(v.url, v.width, v.height) for v in raw
+                           if v.url is not None and v.url.startswith(HTTP)])
 
 
 def _fast_item(item: _FastItem) -> StoryItem | None:
     images = _fast_variants(item.image_versions2.candidates if item.image_versions2 else None)
-    duration = _to_float_or_none(item.video_duration)
     return _story(_id(item.id) or _id(item.pk), _to_int_or_none(item.taken_at),
                   _to_int_or_none(item.expiring_at), _to_int_or_none(item.media_type),
-                  images, _fast_variants(item.video_versions), duration)
+                  images, _fast_variants(item.video_versions),
+                  _to_float_or_none(item.video_duration))
