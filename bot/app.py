@@ -76,7 +76,7 @@ class App:
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
             headers={"User-Agent": "stories-bot/0.1"},
         )
-        self.api = StoriesApiClient(settings.api_url, self.http,
+        self.api = StoriesApiClient(settings.api_url, timeout=settings.api_timeout,
                                     sync_timeout=max(settings.request_timeout, 30.0))
         self.media = MediaFetcher(self.http)
         self.service = StoriesService(settings, self.store, self.api, clock=clock,
@@ -124,6 +124,7 @@ class App:
                 log.exception("%s adapter did not stop cleanly", adapter.platform)
         await self.server.stop()
         await self.http.aclose()
+        await self.api.close()
         await self.store.close()
         self._started = False
 

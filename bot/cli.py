@@ -151,7 +151,6 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 async def _fetch(args: argparse.Namespace, settings: Settings) -> int:
-    import httpx
     from aiohttp import web
 
     from bot.api_client import Accepted, StoriesApiClient
@@ -171,9 +170,8 @@ async def _fetch(args: argparse.Namespace, settings: Settings) -> int:
         print("stories-bot: give --api-key or set DEFAULT_API_KEY", file=sys.stderr)
         return 2
     sync = args.sync or settings.callback_base is None
-    async with httpx.AsyncClient(timeout=httpx.Timeout(settings.api_timeout, connect=10)) as http:
-        api = StoriesApiClient(settings.api_url, http,
-                               sync_timeout=max(settings.request_timeout, 30.0))
+    async with StoriesApiClient(settings.api_url, timeout=settings.api_timeout,
+                                sync_timeout=max(settings.request_timeout, 30.0)) as api:
         try:
             if sync:
                 answer = await api.request_stories(key, username)

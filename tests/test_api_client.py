@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
 import pytest
 
 from bot.api_client import Accepted, StoriesApiClient
@@ -22,12 +23,12 @@ from tests.conftest import API_KEY
 
 
 @pytest.fixture
-async def http() -> httpx.AsyncClient:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0)) as client:
-        yield client
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
-async def test_sync_and_webhook_modes(emulator: Emulator, http: httpx.AsyncClient) -> None:
+async def test_sync_and_webhook_modes(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     api = StoriesApiClient(emulator.base_url, http)
     result = await api.request_stories(API_KEY, "natgeo")
     assert isinstance(result, StoriesResult) and len(result.items) == 5
@@ -38,14 +39,14 @@ async def test_sync_and_webhook_modes(emulator: Emulator, http: httpx.AsyncClien
 
 @pytest.mark.parametrize("username,error", [
     ("privateuser", AccountPrivate), ("no_such_person", AccountNotFound)])
-async def test_account_failures(emulator: Emulator, http: httpx.AsyncClient, username: str,
+async def test_account_failures(emulator: Emulator, http: aiohttp.ClientSession, username: str,
                                 error: type[Exception]) -> None:
     api = StoriesApiClient(emulator.base_url, http)
     with pytest.raises(error):
         await api.request_stories(API_KEY, username)
 
 
-async def test_auth_credits_and_rate_limit(emulator: Emulator, http: httpx.AsyncClient) -> None:
+async def test_auth_credits_and_rate_limit(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     api = StoriesApiClient(emulator.base_url, http)
     with pytest.raises(InvalidApiKey) as bad_key:
         await api.request_stories("sk_live_wrong_key_123", "natgeo")
@@ -63,7 +64,7 @@ async def test_auth_credits_and_rate_limit(emulator: Emulator, http: httpx.Async
     assert limited.value.retry_after and 0 < limited.value.retry_after <= 60
 
 
-async def test_5xx_is_not_retried(emulator: Emulator, http: httpx.AsyncClient) -> None:
+async def test_5xx_is_not_retried(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     api = StoriesApiClient(emulator.base_url, http)
     emulator.fail_next(2, 502)
     with pytest.raises(UpstreamUnavailable):
@@ -73,8 +74,7 @@ async def test_5xx_is_not_retried(emulator: Emulator, http: httpx.AsyncClient) -
 
 async def test_timeout_is_not_retried(emulator: Emulator) -> None:
     emulator.hang_next(1)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(0.3, connect=1.0)) as http:
-        api = StoriesApiClient(emulator.base_url, http)
+    async with StoriesApiClient(emulator.base_url, timeout=0.3) as api:
         with pytest.raises(UpstreamUnavailable):
             await api.request_stories(API_KEY, "natgeo", "http://127.0.0.1:9/callbacks/tok")
     emulator.release_hung()
@@ -82,7 +82,7 @@ async def test_timeout_is_not_retried(emulator: Emulator) -> None:
     assert emulator.total_charged == 0
 
 
-async def test_connection_refused_is_retried_then_reported(http: httpx.AsyncClient) -> None:
+async def test_connection_refused_is_retried_then_reported(http: aiohttp.ClientSession) -> None:
     with socket.socket() as probe:  # a port with nobody listening
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -24,12 +24,13 @@ import os
 from typing import IO
 
 import aiohttp
-from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 from yarl import URL
+
+from bot.proxies import EnvProxies
 
 
 class NotSent(NetworkError):
@@ -84,9 +85,7 @@ class AiohttpRequest(BaseRequest):
         self._pool = pool_timeout
         self._media_write = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
-        # origin -> (proxy, its credentials), read from the environment once per origin
-        # (aiohttp's own trust_env looks it up in a thread on every request)
-        self._proxies: dict[URL, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
+        self._proxies = EnvProxies()
 
     @property
     def read_timeout(self) -> float | None:
@@ -139,19 +138,10 @@ class AiohttpRequest(BaseRequest):
                                    content_type=mimetype)
             return await self._send(session, method, url, data, timeout)
 
-    def _proxy_for(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
-        origin = URL(url).origin()
-        if origin not in self._proxies:
-            try:
-                self._proxies[origin] = get_env_proxy_for_url(origin)
-            except LookupError:  # none set, or NO_PROXY names the host
-                self._proxies[origin] = (None, None)
-        return self._proxies[origin]
-
     async def _send(self, session: aiohttp.ClientSession, method: str, url: str,
                     data: aiohttp.FormData | dict[str, str] | None,
                     timeout: aiohttp.ClientTimeout) -> tuple[int, bytes]:
-        proxy, proxy_auth = self._proxy_for(url)
+        proxy, proxy_auth = self._proxies.for_url(url)
         try:
             async with session.request(method, url, data=data, timeout=timeout, proxy=proxy,
                                        proxy_auth=proxy_auth) as response:
