@@ -72,6 +72,7 @@ class TelegramAdapter:
         self._commands = Commands(settings, service)
         self._commands.install(self._app)
         self._app.add_error_handler(self._on_error)
+        self._bot = bot
         self._sender = StorySender(bot, media,
                                    Limits.for_server(local=settings.telegram_local_bot_api))
         self.running = False
@@ -125,16 +126,16 @@ class TelegramAdapter:
     # ChatAdapter ------------------------------------------------------------------------
 
     async def post_status(self, origin: Origin, text: str) -> str | None:
-        message = await call_patiently(lambda: self._app.bot.send_message(
-            text=text[:TEXT_MAX], **Target.of(origin).kwargs(reply=True)))
-        return str(message.message_id)
+        message_id = await call_patiently(lambda: self._bot.send_text(
+            text[:TEXT_MAX], **Target.of(origin).kwargs(reply=True)))
+        return str(message_id)
 
     async def edit_status(self, origin: Origin, status_ref: str | None, text: str) -> None:
         target = Target.of(origin)
         if status_ref is not None and status_ref.isdigit():
             try:
-                await call_patiently(lambda: self._app.bot.edit_message_text(
-                    text=text[:TEXT_MAX], chat_id=target.chat_id, message_id=int(status_ref)))
+                await call_patiently(lambda: self._bot.edit_text(
+                    text[:TEXT_MAX], chat_id=target.chat_id, message_id=int(status_ref)))
                 return
             except BadRequest as exc:
                 if "not modified" in exc.message.lower():
@@ -143,8 +144,8 @@ class TelegramAdapter:
         await self.send_text(origin, text)
 
     async def send_text(self, origin: Origin, text: str) -> None:
-        await call_patiently(lambda: self._app.bot.send_message(
-            text=text[:TEXT_MAX], **Target.of(origin).kwargs(reply=True)))
+        await call_patiently(lambda: self._bot.send_text(
+            text[:TEXT_MAX], **Target.of(origin).kwargs(reply=True)))
 
     async def send_stories(self, origin: Origin, delivery: StoryDelivery) -> None:
         await self._sender.send(Target.of(origin), delivery)

@@ -340,8 +340,8 @@ class StorySender:
     async def _send_texts(self, target: Target, texts: Sequence[str]) -> None:
         """Post texts, packed into as few messages as Telegram's 4096 characters allow."""
         for chunk in _pack(texts):
-            await self._call(lambda chunk=chunk: self._bot.send_message(  # type: ignore[misc]
-                text=chunk, **target.kwargs()))
+            await self._call(lambda chunk=chunk: self._bot.send_text(  # type: ignore[misc]
+                chunk, **target.kwargs()))
 
     async def _chat_action(self, target: Target, action: str) -> None:
         try:
