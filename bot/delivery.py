@@ -20,10 +20,12 @@ from bot.models import RequestState, StoriesResult, StoryItem
 from bot.outbox import Outbox
 from bot.ports import StoryDelivery
 from bot.store import RequestRecord, Store
+from bot.turns import TurnBudget
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+DELIVERY_START = 0.001  # seconds: the CPU of a delivery's first step, booked in `TurnBudget`
 
 
 class StoreTracker:
@@ -59,7 +61,8 @@ class StoreTracker:
 class Deliveries:
     def __init__(self, store: Store, outbox: Outbox, *, clock: Clock,
                  sleep: Callable[[float], Awaitable[None]], attempts: int, backoff: float,
-                 on_change: Callable[[], None], max_concurrent: int | None = None) -> None:
+                 on_change: Callable[[], None], max_concurrent: int | None = None,
+                 turns: TurnBudget | None = None) -> None:
         self._store = store
         self._outbox = outbox
         self._clock = clock
@@ -69,6 +72,7 @@ class Deliveries:
         self._on_change = on_change
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._stopped = False
+        self._turns = turns or TurnBudget()
         # Deliveries mostly wait on the platforms' rate limits, so they are not bounded by
         # default: a bound makes the next chat wait for whole deliveries to finish (measured:
         # with 8, the 100th of 100 simultaneous results waited 11 s for its first album, vs
@@ -100,6 +104,9 @@ class Deliveries:
                               result: StoriesResult | None) -> None:
         try:
             async with self._gate:
+                # A delivery's first step (progress, the first album's request) is ~1 ms:
+                # a burst of results starts a few per turn of the loop, not all in one.
+                await self._turns.take(DELIVERY_START)
                 await self._deliver(request_id, record, result)
         except asyncio.CancelledError:
             raise

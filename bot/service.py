@@ -47,6 +47,7 @@ from bot.ratelimit import KeyRateLimiter
 from bot.settings import Settings
 from bot.spending import cap_refusal, cap_warnings
 from bot.store import ChatRecord, DuplicateCommand, RequestRecord, Store
+from bot.turns import TurnBudget
 from bot.usernames import normalise_username
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,10 @@ class StoriesService(ChatAdmin):
         self._limiter = limiter or KeyRateLimiter()
         self._sleep = sleep
         self._outbox = Outbox()
+        # Shared by the heavy steps of commands, callbacks and deliveries (`bot.turns`).
+        self.turns = TurnBudget()
         self._deliveries = Deliveries(store, self._outbox, clock=clock, sleep=sleep,
+                                      turns=self.turns,
                                       attempts=delivery_attempts, backoff=delivery_backoff,
                                       on_change=self._notify_changed)
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -17,6 +17,7 @@ from adapters.telegram import TelegramAdapter
 from bot import messages
 from bot.emulator import Emulator
 from bot.models import RequestState
+from bot.turns import TurnBudget
 from tests.conftest import API_KEY, db_file_bytes
 from tests.fakes.telegram_api import ANONYMOUS_ADMIN_ID
 from tests.fakes.telegram_harness import (
@@ -314,7 +315,9 @@ async def test_stop_right_after_start_is_prompt(world: TelegramWorld) -> None:
     tried after each of the first event-loop steps, since the window is a step or two wide."""
 
     class Unused:
-        """A service the adapter never calls in these tests."""
+        """A service the adapter never calls in these tests (it only shares its turns)."""
+
+        turns = TurnBudget()
 
     assert world.app is not None
     await world.stop_app()
@@ -334,7 +337,9 @@ async def test_stop_right_after_start_is_prompt(world: TelegramWorld) -> None:
 
 async def test_a_wrong_token_fails_start_cleanly(world: TelegramWorld) -> None:
     class Unused:
-        """A service the adapter never calls in these tests."""
+        """A service the adapter never calls in these tests (it only shares its turns)."""
+
+        turns = TurnBudget()
 
     assert world.app is not None
     settings = world.app.settings.model_copy(update={"telegram_bot_token": SecretStr("1:wrong")})

@@ -67,7 +67,8 @@ class TelegramAdapter:
             request=self._requests[0], get_updates_request=self._requests[1],
             # Retries 429s itself (twice), holding back other calls meanwhile.
             rate_limiter=AIORateLimiter(max_retries=2))
-        builder = Application.builder().bot(bot).concurrent_updates(PerChatUpdateProcessor())
+        builder = Application.builder().bot(bot).concurrent_updates(
+            PerChatUpdateProcessor(turns=service.turns))
         self._app = builder.build()
         self._commands = Commands(settings, service)
         self._commands.install(self._app)

@@ -18,10 +18,16 @@ from typing import Any
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
+from bot.turns import TurnBudget
+
+COMMAND_START = 0.0015  # seconds: the CPU of a command's first step, booked in `TurnBudget`
+
 
 class PerChatUpdateProcessor(BaseUpdateProcessor):
-    def __init__(self, max_concurrent_updates: int = 16) -> None:
+    def __init__(self, max_concurrent_updates: int = 16, *,
+                 turns: TurnBudget | None = None) -> None:
         super().__init__(max_concurrent_updates)
+        self._turns = turns or TurnBudget()
         self._locks: dict[int, asyncio.Lock] = {}
         self._users: dict[int, int] = {}
 
@@ -34,6 +40,9 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         self._users[chat.id] = self._users.get(chat.id, 0) + 1
         try:
             async with lock:
+                # A command's first step (the store, the status message's request) is
+                # ~1.5 ms: a batch of updates starts a few per turn of the loop.
+                await self._turns.take(COMMAND_START)
                 await coroutine
         finally:
             self._users[chat.id] -= 1

@@ -1,0 +1,90 @@
+"""`TurnBudget`: heavy steps spread over turns of the event loop, in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.turns import TurnBudget
+
+
+class TurnCounter:
+    """Counts the turns of the running loop (a callback that re-schedules itself each turn)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self.now += 1
+        self._handle = self._loop.call_soon(self._tick)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
+@pytest.fixture
+async def turns() -> AsyncIterator[TurnCounter]:
+    counter = TurnCounter()
+    yield counter
+    counter.stop()
+
+
+async def test_a_burst_is_spread_over_turns_in_arrival_order(turns: TurnCounter) -> None:
+    budget = TurnBudget(0.004)
+    ran: list[tuple[int, int]] = []  # (task, turn)
+
+    async def step(n: int) -> None:
+        await budget.take(0.0015)
+        ran.append((n, turns.now))
+
+    await asyncio.gather(*(step(n) for n in range(7)))
+    assert [n for n, _ in ran] == list(range(7))  # arrival order
+    by_turn: dict[int, list[int]] = {}
+    for n, turn in ran:
+        by_turn.setdefault(turn, []).append(n)
+    # 1.5 ms each within 4 ms a turn: three start in a turn (the third overdraws it)
+    assert list(by_turn.values()) == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+async def test_sections_are_charged_what_they_took(turns: TurnCounter) -> None:
+    budget = TurnBudget(0.004)
+    turn_of: dict[str, int] = {}
+
+    async def heavy(name: str, seconds: float) -> None:
+        async with budget.section():
+            turn_of[name] = turns.now
+            began = time.perf_counter()
+            while time.perf_counter() - began < seconds:  # CPU work, not a wait
+                pass
+
+    await asyncio.gather(heavy("long", 0.005), heavy("short", 0.0), heavy("after", 0.0))
+    assert turn_of["long"] < turn_of["short"] == turn_of["after"]
+
+
+async def test_within_budget_nothing_waits(turns: TurnCounter) -> None:
+    budget = TurnBudget(1.0)
+    started = turns.now
+    for _ in range(50):
+        await budget.take(0.001)
+    assert turns.now == started  # never yielded to the loop
+
+
+async def test_a_cancelled_waiter_holds_up_no_one(turns: TurnCounter) -> None:
+    budget = TurnBudget(0.001)
+    # All four start in the same turn: the first spends it, the next two queue for a later
+    # turn, the last cancels the first of those before that turn comes.
+    hog = asyncio.create_task(budget.take(0.002))
+    waiting = asyncio.create_task(budget.take(0.001))
+    behind = asyncio.create_task(budget.take(0.001))
+
+    async def cancel_waiting() -> None:
+        assert not waiting.done()
+        waiting.cancel()
+
+    await asyncio.gather(hog, behind, cancel_waiting())
+    assert waiting.cancelled()
