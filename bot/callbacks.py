@@ -26,6 +26,7 @@ from aiohttp import web
 from bot.api_payloads import decode_body
 from bot.service import StoriesService
 from bot.store import Store
+from bot.turns import RECEIVE
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class CallbackServer:
             return _json(400, {"error": "unreadable body"})
         # Decoding and persisting a callback is ~1-2 ms: a burst of them takes turns with
         # the rest of the loop (`bot.turns`).
-        async with self._service.turns.section():
+        async with self._service.turns.section(RECEIVE):
             try:
                 payload = decode_body(body)
             except (UnicodeDecodeError, ValueError, RecursionError):

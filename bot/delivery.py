@@ -20,7 +20,7 @@ from bot.models import RequestState, StoriesResult, StoryItem
 from bot.outbox import Outbox
 from bot.ports import StoryDelivery
 from bot.store import RequestRecord, Store
-from bot.turns import TurnBudget
+from bot.turns import DELIVER, TurnBudget
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Deliveries:
             async with self._gate:
                 # A delivery's first step (progress, the first album's request) is ~1 ms:
                 # a burst of results starts a few per turn of the loop, not all in one.
-                await self._turns.take(DELIVERY_START)
+                await self._turns.take(DELIVERY_START, DELIVER)
                 await self._deliver(request_id, record, result)
         except asyncio.CancelledError:
             raise

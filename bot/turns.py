@@ -6,13 +6,17 @@ requests — one turn can run dozens of heavy steps (1-2 ms each: decoding, the 
 requests) back to back, and everything else waits for the whole turn: Telegram's long poll,
 Discord's gateway heartbeat, the answers of requests already under way. A `TurnBudget` lets
 heavy steps spend at most `budget` seconds per turn in all; past that, the next one waits for
-a later turn, in arrival order, while the rest of the loop runs. The work and the throughput
-are the same; no turn is long.
+a later turn, while the rest of the loop runs. The work and the throughput are the same; no
+turn is long.
+
+Waiting steps go by priority, then arrival: what a user is already waiting for first (the
+delivery of a received result), then new results, then new commands. So a burst of callbacks
+does not hold back the deliveries of those already received.
 
     turns = TurnBudget()
-    async with turns.section():  # a step that does not wait on the network: it is timed
+    async with turns.section(RECEIVE):  # a step that does not wait on the network: timed
         ...
-    await turns.take(0.0015)  # the first step of a task, of about that cost, may start
+    await turns.take(0.0015, COMMAND)  # a task's first step, of about that cost, may start
 """
 
 from __future__ import annotations
@@ -25,32 +29,39 @@ from types import TracebackType
 
 DEFAULT_BUDGET = 0.002  # seconds of heavy work per turn of the loop
 
+# Priorities, most urgent first.
+DELIVER = 0  # a received result's delivery
+RECEIVE = 1  # a callback
+COMMAND = 2  # a command
+
 
 class TurnBudget:
     def __init__(self, budget: float = DEFAULT_BUDGET) -> None:
         self._budget = budget
         self._spent = 0.0
         self._new_turn_scheduled = False
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # a heap, by arrival
+        # a heap of (priority, arrival, future)
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tickets = itertools.count()
 
-    def section(self) -> _Section:
-        return _Section(self)
+    def section(self, priority: int) -> _Section:
+        return _Section(self, priority)
 
-    async def take(self, seconds: float) -> None:
+    async def take(self, seconds: float, priority: int) -> None:
         """Wait for a turn with budget left, and book `seconds` of it for the step that
         follows (whose length cannot be timed: it ends on a network wait)."""
-        await self._admit()
+        await self._admit(priority)
         self._spend(seconds)
 
-    async def _admit(self) -> None:
-        if self._spent < self._budget and not self._waiters:
+    async def _admit(self, priority: int) -> None:
+        if self._spent < self._budget and (not self._waiters
+                                           or self._waiters[0][0] > priority):
             return
         loop = asyncio.get_running_loop()
         ticket = next(self._tickets)
         while True:
             waiter: asyncio.Future[None] = loop.create_future()
-            heapq.heappush(self._waiters, (ticket, waiter))
+            heapq.heappush(self._waiters, (priority, ticket, waiter))
             self._schedule_new_turn()
             await waiter
             if self._spent < self._budget:
@@ -71,23 +82,24 @@ class TurnBudget:
     def _new_turn(self) -> None:
         self._new_turn_scheduled = False
         self._spent = 0.0
-        # Wake every waiter, in arrival order (they run in that order); those the budget
-        # cannot take then wait again with their original place.
+        # Wake every waiter, in order (they run in that order); those the budget cannot take
+        # then wait again with their original place.
         while self._waiters:
-            _ticket, waiter = heapq.heappop(self._waiters)
+            _priority, _ticket, waiter = heapq.heappop(self._waiters)
             if not waiter.done():  # not cancelled
                 waiter.set_result(None)
 
 
 class _Section:
-    __slots__ = ("_began", "_budget")
+    __slots__ = ("_began", "_budget", "_priority")
 
-    def __init__(self, budget: TurnBudget) -> None:
+    def __init__(self, budget: TurnBudget, priority: int) -> None:
         self._budget = budget
+        self._priority = priority
         self._began = 0.0
 
     async def __aenter__(self) -> None:
-        await self._budget._admit()
+        await self._budget._admit(self._priority)
         self._began = time.perf_counter()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,

@@ -1,4 +1,4 @@
-"""`TurnBudget`: heavy steps spread over turns of the event loop, in arrival order."""
+"""`TurnBudget`: heavy steps spread over turns of the event loop, by priority then arrival."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.turns import TurnBudget
+from bot.turns import COMMAND, DELIVER, RECEIVE, TurnBudget
 
 
 class TurnCounter:
@@ -39,7 +39,7 @@ async def test_a_burst_is_spread_over_turns_in_arrival_order(turns: TurnCounter)
     ran: list[tuple[int, int]] = []  # (task, turn)
 
     async def step(n: int) -> None:
-        await budget.take(0.0015)
+        await budget.take(0.0015, COMMAND)
         ran.append((n, turns.now))
 
     await asyncio.gather(*(step(n) for n in range(7)))
@@ -56,7 +56,7 @@ async def test_sections_are_charged_what_they_took(turns: TurnCounter) -> None:
     turn_of: dict[str, int] = {}
 
     async def heavy(name: str, seconds: float) -> None:
-        async with budget.section():
+        async with budget.section(RECEIVE):
             turn_of[name] = turns.now
             began = time.perf_counter()
             while time.perf_counter() - began < seconds:  # CPU work, not a wait
@@ -70,7 +70,7 @@ async def test_within_budget_nothing_waits(turns: TurnCounter) -> None:
     budget = TurnBudget(1.0)
     started = turns.now
     for _ in range(50):
-        await budget.take(0.001)
+        await budget.take(0.001, COMMAND)
     assert turns.now == started  # never yielded to the loop
 
 
@@ -78,9 +78,9 @@ async def test_a_cancelled_waiter_holds_up_no_one(turns: TurnCounter) -> None:
     budget = TurnBudget(0.001)
     # All four start in the same turn: the first spends it, the next two queue for a later
     # turn, the last cancels the first of those before that turn comes.
-    hog = asyncio.create_task(budget.take(0.002))
-    waiting = asyncio.create_task(budget.take(0.001))
-    behind = asyncio.create_task(budget.take(0.001))
+    hog = asyncio.create_task(budget.take(0.002, COMMAND))
+    waiting = asyncio.create_task(budget.take(0.001, COMMAND))
+    behind = asyncio.create_task(budget.take(0.001, COMMAND))
 
     async def cancel_waiting() -> None:
         assert not waiting.done()
@@ -88,3 +88,20 @@ async def test_a_cancelled_waiter_holds_up_no_one(turns: TurnCounter) -> None:
 
     await asyncio.gather(hog, behind, cancel_waiting())
     assert waiting.cancelled()
+
+
+async def test_deliveries_go_before_waiting_callbacks_and_commands(turns: TurnCounter) -> None:
+    """What a user already waits for goes first: a delivery that arrives after a queue of
+    callbacks and commands is served before them, and a callback before a command."""
+    budget = TurnBudget(0.001)
+    ran: list[str] = []
+
+    async def step(name: str, priority: int) -> None:
+        await budget.take(0.001, priority)
+        ran.append(name)
+
+    first = asyncio.create_task(step("first", COMMAND))  # spends the turn
+    queued = [asyncio.create_task(step(name, priority)) for name, priority in (
+        ("command", COMMAND), ("callback", RECEIVE), ("delivery", DELIVER))]
+    await asyncio.gather(first, *queued)
+    assert ran == ["first", "delivery", "callback", "command"]

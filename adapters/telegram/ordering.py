@@ -18,7 +18,7 @@ from typing import Any
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
-from bot.turns import TurnBudget
+from bot.turns import COMMAND, TurnBudget
 
 COMMAND_START = 0.0015  # seconds: the CPU of a command's first step, booked in `TurnBudget`
 
@@ -42,7 +42,7 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
             async with lock:
                 # A command's first step (the store, the status message's request) is
                 # ~1.5 ms: a batch of updates starts a few per turn of the loop.
-                await self._turns.take(COMMAND_START)
+                await self._turns.take(COMMAND_START, COMMAND)
                 await coroutine
         finally:
             self._users[chat.id] -= 1
