@@ -9,6 +9,8 @@
     routing.py    Origin <-> where a Telegram message goes (chat, forum topic, reply)
     sending.py    stories as albums: by URL, else uploaded, else as links
     ordering.py   updates of one chat handled in order, chats handled concurrently
+    client.py     python-telegram-bot's ExtBot, paged polling and answers left undecoded
+    transport.py  python-telegram-bot's HTTP transport, on aiohttp
     redaction.py  the bot token and /setkey arguments kept out of library logs
 """
 

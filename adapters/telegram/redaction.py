@@ -1,7 +1,7 @@
 """Keep secrets out of the logs of the libraries the adapter drives.
 
 python-telegram-bot logs every update it fetches at DEBUG — a `/setkey sk_live_…` message with
-it — and httpx logs every request URL at INFO, and Bot API URLs carry the bot token
+it — and HTTP clients may log request URLs (httpx does at INFO), and Bot API URLs carry the token
 (`/bot<token>/sendMessage`). A filter on those loggers rewrites such records before any handler
 sees them: the token becomes `<bot-token>`, a /setkey argument `<redacted>`.
 """
@@ -14,7 +14,7 @@ import re
 # The loggers that format updates or request URLs (a logger's filters only see records
 # created on that very logger, so each is named).
 LOGGERS = (
-    "httpx", "telegram.Bot", "telegram.ext.ExtBot", "telegram.ext.Application",
+    "httpx", "aiohttp.client", "telegram.Bot", "telegram.ext.ExtBot", "telegram.ext.Application",
     "telegram.ext.Updater", "telegram.ext.BaseUpdateProcessor",
 )
 _SETKEY = re.compile(r"(/setkey(?:@\w+)?\s+)[^\s'\"\\]+", re.IGNORECASE)
