@@ -20,12 +20,13 @@ from bot.models import RequestState, StoriesResult, StoryItem
 from bot.outbox import Outbox
 from bot.ports import StoryDelivery
 from bot.store import RequestRecord, Store
-from bot.turns import DELIVER, TurnBudget
+from bot.turns import DELIVER, FOLLOW_UP, TurnBudget
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 DELIVERY_START = 0.001  # seconds: the CPU of a delivery's first step, booked in `TurnBudget`
+MESSAGE_STEP = 0.001  # and of each further message's
 
 
 class StoreTracker:
@@ -33,13 +34,20 @@ class StoreTracker:
     (item id → 'sending' | 'sent'), so progress is known without reading it back."""
 
     def __init__(self, store: Store, request_id: int, clock: Clock,
-                 states: dict[str, str]) -> None:
+                 states: dict[str, str], turns: TurnBudget | None = None) -> None:
         self._store = store
         self._request_id = request_id
         self._clock = clock
         self.states = states
+        self._turns = turns
+        self._messages = 0
 
     async def sending(self, items: Sequence[StoryItem]) -> None:
+        # The first message's step was booked when the delivery started (`DELIVERY_START`);
+        # each further one is booked here, after other deliveries' first messages.
+        if self._messages and self._turns is not None:
+            await self._turns.take(MESSAGE_STEP, FOLLOW_UP)
+        self._messages += 1
         await self._mark(items, "sending")
 
     async def sent(self, items: Sequence[StoryItem]) -> None:
@@ -145,7 +153,7 @@ class Deliveries:
             await self._store.mark_delivered(record.id, now=self._clock())
             return
         states = {} if fresh else await self._store.item_states(record.id)
-        tracker = StoreTracker(self._store, record.id, self._clock, states)
+        tracker = StoreTracker(self._store, record.id, self._clock, states, self._turns)
         for attempt in range(1, self._attempts + 1):
             pending = self._pending_items(record.id, result.items, states)
             if not pending:

@@ -47,7 +47,7 @@ from bot.ratelimit import KeyRateLimiter
 from bot.settings import Settings
 from bot.spending import cap_refusal, cap_warnings
 from bot.store import ChatRecord, DuplicateCommand, RequestRecord, Store
-from bot.turns import TurnBudget
+from bot.turns import COMMAND, TurnBudget
 from bot.usernames import normalise_username
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 LONG_QUEUE = 5.0  # seconds of client-side rate-limit wait worth telling the user about
 MAX_QUEUE = 600.0  # beyond this, refuse instead of queueing
+API_REQUEST_STEP = 0.001  # seconds: the CPU from the status message to the API request
 
 
 def user_text(error: StoriesBotError, platform: str) -> str:
@@ -298,6 +299,7 @@ class StoriesService(ChatAdmin):
         self._wake_sweeper.set()
         self._notify_changed()
         status_ref = await self._outbox.post_status(origin, messages.fetching(username))
+        await self.turns.take(API_REQUEST_STEP, COMMAND)  # the step to the API request
         await self._store.set_status_ref(record.id, status_ref)
         # Book the API slot last, right before the POST: the API counts a request when it
         # arrives, so the time between booking and sending must be only the wait itself.

@@ -9,9 +9,10 @@ heavy steps spend at most `budget` seconds per turn in all; past that, the next 
 a later turn, while the rest of the loop runs. The work and the throughput are the same; no
 turn is long.
 
-Waiting steps go by priority, then arrival: what a user is already waiting for first (the
-delivery of a received result), then new results, then new commands. So a burst of callbacks
-does not hold back the deliveries of those already received.
+Waiting steps go by priority, then arrival: the start of a received result's delivery, then
+new results, then the further messages of deliveries under way, then new commands. So a burst
+of callbacks does not hold back the deliveries of those already received, and every chat gets
+its first album before any gets its third.
 
     turns = TurnBudget()
     async with turns.section(RECEIVE):  # a step that does not wait on the network: timed
@@ -33,9 +34,10 @@ from types import TracebackType
 DEFAULT_BUDGET = 0.001
 
 # Priorities, most urgent first.
-DELIVER = 0  # a received result's delivery
+DELIVER = 0  # the start of a received result's delivery
 RECEIVE = 1  # a callback
-COMMAND = 2  # a command
+FOLLOW_UP = 2  # a further message of a delivery under way
+COMMAND = 3  # a command
 
 
 class TurnBudget:

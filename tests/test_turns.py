@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.turns import COMMAND, DELIVER, RECEIVE, TurnBudget
+from bot.turns import COMMAND, DELIVER, FOLLOW_UP, RECEIVE, TurnBudget
 
 
 class TurnCounter:
@@ -91,8 +91,8 @@ async def test_a_cancelled_waiter_holds_up_no_one(turns: TurnCounter) -> None:
 
 
 async def test_deliveries_go_before_waiting_callbacks_and_commands(turns: TurnCounter) -> None:
-    """What a user already waits for goes first: a delivery that arrives after a queue of
-    callbacks and commands is served before them, and a callback before a command."""
+    """A delivery's start that arrives after a queue of other steps is served first, then a
+    callback, then a delivery's further message, then a command."""
     budget = TurnBudget(0.001)
     ran: list[str] = []
 
@@ -102,6 +102,7 @@ async def test_deliveries_go_before_waiting_callbacks_and_commands(turns: TurnCo
 
     first = asyncio.create_task(step("first", COMMAND))  # spends the turn
     queued = [asyncio.create_task(step(name, priority)) for name, priority in (
-        ("command", COMMAND), ("callback", RECEIVE), ("delivery", DELIVER))]
+        ("command", COMMAND), ("follow-up", FOLLOW_UP), ("callback", RECEIVE),
+        ("delivery", DELIVER))]
     await asyncio.gather(first, *queued)
-    assert ran == ["first", "delivery", "callback", "command"]
+    assert ran == ["first", "delivery", "callback", "follow-up", "command"]
