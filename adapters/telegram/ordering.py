@@ -4,9 +4,9 @@ python-telegram-bot handles updates one at a time by default, so one slow chat (
 that takes 30 s to accept a request) would hold up every other chat. Fully concurrent handling
 would let `/setkey` and the `/stories` typed right after it race. This processor keeps a lock
 per chat: order within a chat, parallelism across chats, at most 16 commands in progress
-at once (each mostly waits on Telegram and the stories API; more at once only lengthens the
-event loop's queue: the benchmark's largest stall went from 109 ms with 64 to 28 ms with 12,
-for the same throughput).
+at once (each mostly waits on Telegram and the stories API; more at once only lengthen the
+event loop's queue: the benchmark's largest stall was 109 ms with 64, 36-48 ms with 16, for
+the same throughput). Each command's first step is paced by the core's `TurnBudget`.
 """
 
 from __future__ import annotations
