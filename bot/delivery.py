@@ -113,7 +113,7 @@ class Deliveries:
         try:
             async with self._gate:
                 # A delivery's first step (progress, the first album's request) is ~1 ms:
-                # a burst of results starts a few per turn of the loop, not all in one.
+                # a burst of results starts over several turns of the loop, not all in one.
                 await self._turns.take(DELIVERY_START, DELIVER)
                 await self._deliver(request_id, record, result)
         except asyncio.CancelledError:
