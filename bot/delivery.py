@@ -10,7 +10,6 @@ says so rather than claiming everything arrived.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -34,7 +33,7 @@ class StoreTracker:
     (item id → 'sending' | 'sent'), so progress is known without reading it back."""
 
     def __init__(self, store: Store, request_id: int, clock: Clock,
-                 states: dict[str, str], turns: TurnBudget | None = None) -> None:
+                 states: dict[str, str], turns: TurnBudget) -> None:
         self._store = store
         self._request_id = request_id
         self._clock = clock
@@ -45,7 +44,7 @@ class StoreTracker:
     async def sending(self, items: Sequence[StoryItem]) -> None:
         # The first message's step was booked when the delivery started (`DELIVERY_START`);
         # each further one is booked here, after other deliveries' first messages.
-        if self._messages and self._turns is not None:
+        if self._messages:
             await self._turns.take(MESSAGE_STEP, FOLLOW_UP)
         self._messages += 1
         await self._mark(items, "sending")
@@ -69,8 +68,7 @@ class StoreTracker:
 class Deliveries:
     def __init__(self, store: Store, outbox: Outbox, *, clock: Clock,
                  sleep: Callable[[float], Awaitable[None]], attempts: int, backoff: float,
-                 on_change: Callable[[], None], max_concurrent: int | None = None,
-                 turns: TurnBudget | None = None) -> None:
+                 on_change: Callable[[], None], turns: TurnBudget) -> None:
         self._store = store
         self._outbox = outbox
         self._clock = clock
@@ -80,14 +78,12 @@ class Deliveries:
         self._on_change = on_change
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._stopped = False
-        self._turns = turns or TurnBudget()
-        # Deliveries mostly wait on the platforms' rate limits, so they are not bounded by
-        # default: a bound makes the next chat wait for whole deliveries to finish (measured:
-        # with 8, the 100th of 100 simultaneous results waited 11 s for its first album, vs
-        # 2.3 s unbounded, while the largest event-loop stall went only from 36 to 28 ms).
-        # The network fan-out is bounded where it costs, in `MediaFetcher`.
-        self._gate = (asyncio.Semaphore(max_concurrent) if max_concurrent
-                      else contextlib.nullcontext())
+        self._turns = turns
+        # Deliveries mostly wait on the platforms' rate limits, so they are not bounded: a
+        # bound makes the next chat wait for whole deliveries to finish (measured: with 8,
+        # the 100th of 100 simultaneous results waited 11 s for its first album, vs 2.3 s
+        # unbounded, while the largest event-loop stall went only from 36 to 28 ms). The
+        # network fan-out is bounded where it costs, in `MediaFetcher`.
 
     @property
     def running(self) -> list[asyncio.Task[None]]:
@@ -111,11 +107,10 @@ class Deliveries:
     async def _deliver_safely(self, request_id: int, record: RequestRecord | None,
                               result: StoriesResult | None) -> None:
         try:
-            async with self._gate:
-                # A delivery's first step (progress, the first album's request) is ~1 ms:
-                # a burst of results starts over several turns of the loop, not all in one.
-                await self._turns.take(DELIVERY_START, DELIVER)
-                await self._deliver(request_id, record, result)
+            # A delivery's first step (progress, the first album's request) is ~1 ms: a
+            # burst of results starts over several turns of the loop, not all in one.
+            await self._turns.take(DELIVERY_START, DELIVER)
+            await self._deliver(request_id, record, result)
         except asyncio.CancelledError:
             raise
         except Exception:
