@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from types import TracebackType
 
@@ -44,6 +45,7 @@ class TurnBudget:
     def __init__(self, budget: float = DEFAULT_BUDGET) -> None:
         self._budget = budget
         self._spent = 0.0
+        self._step: float | None = None  # what a step typically costs (a moving average)
         self._new_turn_scheduled = False
         # a heap of (priority, arrival, future)
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -68,7 +70,12 @@ class TurnBudget:
             waiter: asyncio.Future[None] = loop.create_future()
             heapq.heappush(self._waiters, (priority, ticket, waiter))
             self._schedule_new_turn()
-            await waiter
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._schedule_new_turn()  # woken, then cancelled: the turn goes on
+                raise
             if self._spent < self._budget:
                 return
             # This turn's budget went to steps that arrived earlier: wait again, keeping
@@ -76,6 +83,7 @@ class TurnBudget:
 
     def _spend(self, seconds: float) -> None:
         self._spent += seconds
+        self._step = seconds if self._step is None else self._step + (seconds - self._step) / 4
         self._schedule_new_turn()
 
     def _schedule_new_turn(self) -> None:
@@ -87,12 +95,17 @@ class TurnBudget:
     def _new_turn(self) -> None:
         self._new_turn_scheduled = False
         self._spent = 0.0
-        # Wake every waiter, in order (they run in that order); those the budget cannot take
-        # then wait again with their original place.
-        while self._waiters:
+        # Wake, in order, as many waiters as the budget is likely to take (they run in that
+        # order); one the budget cannot take after all waits again with its original place.
+        # Waking them all would make each of a queue of N wake and wait again at every turn.
+        # The next turn is scheduled by whoever spends, or is woken and must wait again.
+        wake = (max(1, math.ceil(self._budget / self._step)) if self._step
+                else len(self._waiters))
+        while self._waiters and wake:
             _priority, _ticket, waiter = heapq.heappop(self._waiters)
             if not waiter.done():  # not cancelled
                 waiter.set_result(None)
+                wake -= 1
 
 
 class _Section:

@@ -62,8 +62,10 @@ async def test_sections_are_charged_what_they_took(turns: TurnCounter) -> None:
             while time.perf_counter() - began < seconds:  # CPU work, not a wait
                 pass
 
-    await asyncio.gather(heavy("long", 0.005), heavy("short", 0.0), heavy("after", 0.0))
-    assert turn_of["long"] < turn_of["short"] == turn_of["after"]
+    # Free sections leave the budget whole; the long one overdraws it: the next waits.
+    await asyncio.gather(heavy("free", 0.0), heavy("also free", 0.0), heavy("long", 0.005),
+                         heavy("after", 0.0))
+    assert turn_of["free"] == turn_of["also free"] == turn_of["long"] < turn_of["after"]
 
 
 async def test_within_budget_nothing_waits(turns: TurnCounter) -> None:
@@ -106,3 +108,21 @@ async def test_deliveries_go_before_waiting_callbacks_and_commands(turns: TurnCo
         ("delivery", DELIVER))]
     await asyncio.gather(first, *queued)
     assert ran == ["first", "delivery", "callback", "follow-up", "command"]
+
+
+async def test_a_waiter_cancelled_once_woken_passes_its_turn_on(turns: TurnCounter) -> None:
+    """Only as many waiters are woken as the budget is likely to take (here one); if that one
+    is cancelled before it runs, the next still gets its turn."""
+    budget = TurnBudget(0.001)
+    loop = asyncio.get_running_loop()
+
+    async def hog() -> None:
+        await budget.take(0.002, COMMAND)  # spends this turn; the next one is scheduled
+        loop.call_soon(first.cancel)  # runs just after that turn has woken `first`
+
+    hogging = asyncio.create_task(hog())
+    first = asyncio.create_task(budget.take(0.001, COMMAND))
+    second = asyncio.create_task(budget.take(0.001, COMMAND))
+    async with asyncio.timeout(1):
+        await asyncio.gather(hogging, second)
+    assert first.cancelled()
