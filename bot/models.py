@@ -7,13 +7,13 @@ of an adapter and go no further; API payloads are translated into them in `bot.a
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class ChatRef:
+
+class ChatRef(msgspec.Struct, frozen=True):
     """One chat: the unit that owns an API key, caps and a credit ledger.
 
     `chat_id` is platform-specific: a Telegram chat id, a Discord guild id, or `dm:<user_id>`
@@ -34,8 +34,7 @@ class ChatRef:
         return cls(platform, chat_id)
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(msgspec.Struct, frozen=True):
     """Who asked, in which chat, and where the answer goes.
 
     `reply` is adapter-owned routing data (thread id, channel id, interaction token, the
@@ -47,7 +46,7 @@ class Origin:
     user_id: str
     user_name: str | None = None
     is_admin: bool = False
-    reply: dict[str, Any] = field(default_factory=dict)
+    reply: dict[str, Any] = msgspec.field(default_factory=dict)
     # The platform's id of the command (Telegram message id, Discord interaction id): a
     # command delivered twice (updates are redelivered after a crash) is handled once.
     command_id: str | None = None
@@ -62,17 +61,16 @@ class MediaKind(enum.StrEnum):
     VIDEO = "video"
 
 
-@dataclass(frozen=True, slots=True)
-class MediaVariant:
-    """One rendition of a story item (Instagram offers several sizes)."""
+class MediaVariant(msgspec.Struct, frozen=True, array_like=True):
+    """One rendition of a story item (Instagram offers several sizes). Stored as
+    `[url, width, height]` (`bot.codec`)."""
 
     url: str
     width: int | None = None
     height: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoryItem:
+class StoryItem(msgspec.Struct, frozen=True):
     """One story, reduced to what a chat needs.
 
     `variants` are ordered best (largest) first; `url`/`width`/`height` describe the best.
@@ -105,8 +103,7 @@ class StoryItem:
         return self.best.height
 
 
-@dataclass(frozen=True, slots=True)
-class Profile:
+class Profile(msgspec.Struct, frozen=True):
     username: str
     full_name: str | None = None
     user_id: str | None = None
@@ -115,8 +112,7 @@ class Profile:
     profile_pic_url: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoriesResult:
+class StoriesResult(msgspec.Struct, frozen=True):
     """A successful fetch: the profile and its current stories, oldest first."""
 
     profile: Profile

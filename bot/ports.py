@@ -8,9 +8,10 @@ addressed by an `Origin`; the adapter only translates. Delivery progress flows b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+import msgspec
 
 from bot.models import Origin, Profile, StoryItem
 
@@ -30,8 +31,7 @@ class DeliveryTracker(Protocol):
         outcome is unknown: leave them `sending`, and they are not resent.)"""
 
 
-@dataclass(frozen=True, slots=True)
-class StoryDelivery:
+class StoryDelivery(msgspec.Struct, frozen=True):
     """What an adapter must post: the items still to send, oldest first.
 
     `items` holds only what was not yet sent (a resumed delivery starts where it stopped);

@@ -6,9 +6,10 @@ Times are timezone-aware UTC datetimes. Nothing outside `storage/` writes SQL.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+import msgspec
 
 from bot.models import ChatRef, Origin, RequestState
 
@@ -17,8 +18,7 @@ class DuplicateCommand(Exception):
     """A request for this chat's command (`Origin.command_id`) exists already."""
 
 
-@dataclass(frozen=True, slots=True)
-class ChatRecord:
+class ChatRecord(msgspec.Struct, frozen=True):
     chat: ChatRef
     api_key: str | None  # decrypted; never log it
     key_hint: str | None  # masked form, safe to show
@@ -29,8 +29,7 @@ class ChatRecord:
     key_set_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
+class RequestRecord(msgspec.Struct, frozen=True):
     id: int
     origin: Origin
     username: str
@@ -48,8 +47,7 @@ class RequestRecord:
     token_hash: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
+class Received(msgspec.Struct, frozen=True):
     """What `receive_*` did, in one transaction: `changed` is False for a duplicate or late
     callback; `followers` are the requests sharing this fetch, settled with it; `has_caps`
     says whether the chat has spending caps (then a warning may be due)."""
@@ -60,16 +58,14 @@ class Received:
     has_caps: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class UsagePeriod:
+class UsagePeriod(msgspec.Struct, frozen=True):
     requests: int
     credits: int
     saved: int  # credits that shared results avoided spending
     shared: int = 0  # requests served from a shared result
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(msgspec.Struct, frozen=True):
     chat: ChatRef
     today: UsagePeriod
     month: UsagePeriod

@@ -23,11 +23,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import sqlite_utils
 
 from bot.messages import mask_key
@@ -38,6 +38,7 @@ from storage.migrations import migrate
 
 log = logging.getLogger(__name__)
 
+MIN_SQLITE = (3, 35, 0)  # DROP COLUMN (migration 3), UPDATE … RETURNING
 SLOW_CALL = 0.02  # seconds: a store call on the loop longer than this is logged
 CHECKPOINT_EVERY = 200  # store calls between two WAL checkpoints (on the worker thread)
 # The writer's own checkpoint, a backstop: under sustained writes the worker's checkpoints
@@ -138,6 +139,10 @@ class SqliteStore:
         return conn
 
     def _open(self) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise RuntimeError(
+                f"stories-bot needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; this "
+                f"Python's sqlite3 module has {sqlite3.sqlite_version}")
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
@@ -297,7 +302,11 @@ class SqliteStore:
     )
 
     def _select(self, where: str, params: Sequence[Any] = ()) -> list[RequestRecord]:
-        cursor = self.db.execute(f"SELECT {self._COLUMNS} FROM requests WHERE {where}", params)  # noqa: S608
+        return self._records(self.db.execute(
+            f"SELECT {self._COLUMNS} FROM requests WHERE {where}", params))  # noqa: S608
+
+    def _records(self, cursor: sqlite3.Cursor) -> list[RequestRecord]:
+        """The rows of a query for `_COLUMNS` (a SELECT, or a statement RETURNING them)."""
         names = [d[0] for d in cursor.description]
         return [self._request_record(dict(zip(names, row, strict=True))) for row in cursor]
 
@@ -369,18 +378,17 @@ class SqliteStore:
                  api_request_id: str | None, now: datetime) -> Received:
         with self._tx():
             placeholders = ",".join("?" * len(_OPEN_STATES))
-            cursor = self.db.execute(
+            updated = self._records(self.db.execute(
                 "UPDATE requests SET state=?, error_kind=?, error_detail=?,"  # noqa: S608
                 " credits_charged=?, api_request_id=COALESCE(?, api_request_id),"
                 " received_at=?, updated_at=?, finished_at=CASE WHEN ?='failed' THEN ? END"
-                f" WHERE id=? AND state IN ({placeholders})",
+                f" WHERE id=? AND state IN ({placeholders}) RETURNING {self._COLUMNS}",
                 [state.value, kind, detail, credits, api_request_id, _ts(now),
                  _ts(now), state.value, _ts(now), request_id, *_OPEN_STATES],
-            )
-            changed = cursor.rowcount > 0
-            record = self._get_request(request_id)
-            if not changed or record is None:
-                return Received(False, record)
+            ))
+            if not updated:
+                return Received(False, self._get_request(request_id))
+            record = updated[0]
             if result_json is not None:
                 self.db.execute(
                     "INSERT INTO results(request_id, result_json) VALUES (?, ?)"
@@ -544,8 +552,8 @@ class SqliteStore:
             if state is RequestState.RECEIVED:
                 self._ledger(record.origin.chat, record.id, "shared", 0, source.credits_charged,
                              None, now)
-        return [replace(r, state=state, error_kind=kind, error_detail=detail, received_at=now)
-                for r in followers]
+        return [msgspec.structs.replace(r, state=state, error_kind=kind, error_detail=detail,
+                                        received_at=now) for r in followers]
 
     def _ledger(self, chat: ChatRef, request_id: int | None, kind: str, credits: int,
                 saved: int, note: str | None, now: datetime) -> None:

@@ -271,7 +271,7 @@ async def test_uncertain_album_is_not_resent_and_status_is_honest(
 async def test_a_redelivered_command_is_handled_once(make_app: AppFactory,
                                                      emulator: Emulator) -> None:
     """Platforms redeliver updates after a crash: the same command id fetches once."""
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     app, chat = await make_app(cache_ttl=0)
     await set_key(app)

@@ -7,7 +7,6 @@ for the chat), and the callback endpoint answers 4xx, never 5xx, to garbage.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import re
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -111,10 +111,10 @@ def _outcome(body: Any) -> object:
         return (type(exc), str(exc))
     undated = {"taken_at": None, "expiring_at": None}
     items = tuple(
-        dataclasses.replace(item, id=re.sub(r"^\d+:", "T:", item.id), **undated)
+        msgspec.structs.replace(item, id=re.sub(r"^\d+:", "T:", item.id), **undated)
         if abs(item.taken_at.timestamp() - time.time()) < 90_000 else item
         for item in result.items)
-    return dataclasses.replace(result, items=items)
+    return msgspec.structs.replace(result, items=items)
 
 
 @settings(max_examples=400, deadline=None)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from bot.models import ChatRef
 from storage.crypto import KeyCipher, load_or_create_secret
@@ -168,3 +171,14 @@ async def test_wal_stays_bounded_under_sustained_writes(tmp_path: Path) -> None:
     assert wal.stat().st_size < 20 * 1024 * 1024
     await store.close()
     assert not wal.exists() or wal.stat().st_size == 0  # truncated on close
+
+
+async def test_an_old_sqlite_is_refused_with_a_clear_error(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    store = SqliteStore(tmp_path / "bot.sqlite3", KeyCipher("s"))
+    with pytest.raises(RuntimeError, match=r"needs SQLite 3\.35\.0 or newer.*has 3\.31\.1"):
+        await store.open()
+    await store.close()
+    assert not (tmp_path / "bot.sqlite3").exists()  # refused before anything was created
