@@ -404,13 +404,17 @@ def _fast_variants(raw: list[_FastVariant] | None) -> list[MediaVariant]:
     """As `_usable`, on sizes already decoded as ints (or absent)."""
     if not raw:
         return []
-    return _largest_first([MediaVariant(v.url, v.width, v.height) for v in raw
-                           if v.url is not None and v.url.startswith(HTTP)])
+    variants = [MediaVariant(v.url, v.width, v.height) for v in raw
+                if v.url is not None and v.url.startswith(HTTP)]
+    return _largest_first(variants) if len(variants) > 1 else variants
+
+
+def _int(value: Scalar) -> int | None:
+    return value if type(value) is int else _to_int_or_none(value)
 
 
 def _fast_item(item: _FastItem) -> StoryItem | None:
     images = _fast_variants(item.image_versions2.candidates if item.image_versions2 else None)
-    return _story(_id(item.id) or _id(item.pk), _to_int_or_none(item.taken_at),
-                  _to_int_or_none(item.expiring_at), _to_int_or_none(item.media_type),
-                  images, _fast_variants(item.video_versions),
+    return _story(_id(item.id) or _id(item.pk), _int(item.taken_at), _int(item.expiring_at),
+                  _int(item.media_type), images, _fast_variants(item.video_versions),
                   _to_float_or_none(item.video_duration))

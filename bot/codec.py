@@ -6,21 +6,16 @@ kept is this normalised form, enough to deliver after a restart.
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
-from bot import fastjson
-from bot.models import MediaVariant, StoriesResult
-
-
-def _variant(v: MediaVariant) -> list[Any]:
-    return [v.url, v.width, v.height]
+from bot.models import StoriesResult
 
 
 def dumps(result: StoriesResult) -> str:
+    """Timestamps as numbers; renditions as `[url, width, height]` (`MediaVariant` is an
+    array-like struct)."""
     p = result.profile
-    return fastjson.dumps({
+    return _ENCODER.encode({
         "profile": {
             "username": p.username, "full_name": p.full_name, "user_id": p.user_id,
             "is_private": p.is_private, "is_verified": p.is_verified,
@@ -28,16 +23,16 @@ def dumps(result: StoriesResult) -> str:
         },
         "items": [
             {
-                "id": i.id, "kind": i.kind.value, "variants": [_variant(v) for v in i.variants],
+                "id": i.id, "kind": i.kind.value, "variants": i.variants,
                 "taken_at": i.taken_at.timestamp(), "expiring_at": i.expiring_at.timestamp(),
-                "duration": i.duration, "preview": _variant(i.preview) if i.preview else None,
+                "duration": i.duration, "preview": i.preview,
             }
             for i in result.items
         ],
         "credits_charged": result.credits_charged,
         "api_request_id": result.api_request_id,
         "skipped_items": result.skipped_items,
-    })
+    }).decode()
 
 
 def loads(text: str) -> StoriesResult:
@@ -47,3 +42,4 @@ def loads(text: str) -> StoriesResult:
 # Straight into the domain objects (`bot.models` are msgspec structs), ten times faster than
 # building them from decoded JSON. Not strict: timestamps are stored as numbers.
 _DECODER = msgspec.json.Decoder(StoriesResult, strict=False)
+_ENCODER = msgspec.json.Encoder()

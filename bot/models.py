@@ -2,6 +2,10 @@
 
 Platform objects (Telegram updates, Discord interactions) are translated into these at the edge
 of an adapter and go no further; API payloads are translated into them in `bot.api_payloads`.
+
+They are frozen msgspec structs rather than dataclasses: every callback builds a hundred of
+them (a 23-item result: 0.02 ms instead of 0.11), and a stored result is decoded straight into
+them (`bot.codec`).
 """
 
 from __future__ import annotations
