@@ -250,7 +250,7 @@ async def test_forum_topic_answers_stay_in_the_topic(world: TelegramWorld) -> No
     assert answers[0].reply_to == command.message_id
     assert answers[0].text == "@natgeo: 5 stories."
     assert {c.params.get("message_thread_id") for c in world.fake.calls_of("sendMediaGroup")} \
-        == {str(topic)}
+        == {topic}
 
 
 async def test_a_backlog_is_polled_20_updates_at_a_time(world: TelegramWorld) -> None:
@@ -262,7 +262,7 @@ async def test_a_backlog_is_polled_20_updates_at_a_time(world: TelegramWorld) ->
     await world.fake.wait_for(lambda: all(world.answers_to(c) for c in commands), timeout=10)
     await world.settle()
     polls = world.fake.calls_of("getUpdates")[polls_before:]
-    assert {c.params.get("limit") for c in polls} == {"20"}
+    assert {c.params.get("limit") for c in polls} == {20}
 
 
 async def test_edited_commands_are_ignored(world: TelegramWorld) -> None:

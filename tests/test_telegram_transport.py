@@ -57,6 +57,8 @@ class Server:
                 assert isinstance(part, BodyPartReader)
                 content = await part.read()
                 fields[part.name or ""] = len(content) if part.filename else content.decode()
+        elif request.content_type == "application/json":
+            fields = await request.json()
         else:
             fields = {name: str(value) for name, value in (await request.post()).items()}
         return web.json_response({"ok": True, "result": {
@@ -94,14 +96,19 @@ def data(**values: object) -> RequestData:
     return RequestData([RequestParameter.from_input(k, v) for k, v in values.items()])
 
 
-async def test_parameters_are_form_fields_holding_json(server: Server,
-                                                       request_: AiohttpRequest) -> None:
+async def test_parameters_are_sent_as_typed_json(server: Server,
+                                                 request_: AiohttpRequest) -> None:
     status, body = await request_.do_request(
-        f"{server.root}/echo", "POST", data(chat_id=-100, text="é ✓ & =", flags=[1, 2]))
+        f"{server.root}/echo", "POST",
+        data(chat_id=-100, text="é ✓ & =", flags=[1, 2], media=[{"type": "photo"}]))
     assert status == 200
     result = json.loads(body)["result"]
-    assert result["content_type"] == "application/x-www-form-urlencoded"
-    assert result["fields"] == {"chat_id": "-100", "text": "é ✓ & =", "flags": "[1, 2]"}
+    assert result["content_type"] == "application/json"
+    assert result["fields"] == {"chat_id": -100, "text": "é ✓ & =", "flags": [1, 2],
+                                "media": [{"type": "photo"}]}
+    # an integer orjson cannot encode (beyond 64 bits) is sent all the same
+    status, body = await request_.do_request(f"{server.root}/echo", "POST", data(id=2**70))
+    assert json.loads(body)["result"]["fields"] == {"id": 2**70}
 
 
 async def test_an_open_file_is_streamed_and_can_be_sent_again(
@@ -170,7 +177,7 @@ async def test_a_bot_on_it_makes_calls_and_refuses_before_initialize(server: Ser
               get_updates_request=AiohttpRequest(1))
     async with bot:
         result = await bot.do_api_request("echo", api_kwargs={"chat_id": 5})
-    assert result["fields"] == {"chat_id": "5"}
+    assert result["fields"] == {"chat_id": 5}
     assert transport.is_closed
 
 
@@ -187,4 +194,4 @@ async def test_a_proxy_from_the_environment_is_used(server: Server,
     finally:
         await transport.shutdown()
     assert status == 200
-    assert json.loads(body)["result"]["fields"] == {"chat_id": "7"}
+    assert json.loads(body)["result"]["fields"] == {"chat_id": 7}
