@@ -4,19 +4,20 @@ load, measured with `python -m benchmarks.run` (see docs/performance.md).
 - getUpdates asks for at most `UPDATES_PER_POLL` updates (Telegram's default is 100):
   python-telegram-bot decodes a whole batch in one step of the event loop, ~15 ms for 100
   commands, while everything else waits. A backlog is fetched in more polls.
-- The calls the bot makes most — `send_album` (sendMediaGroup), `send_text` (sendMessage),
-  `edit_text` (editMessageText) — do not decode Telegram's answer into `Message` objects
-  (~0.3 ms of the event loop per message; ~1.5 ms for an album of 10): the bot reads at most
-  the new message's id. The call itself is python-telegram-bot's own (`_post`: defaults,
-  files to attach, the rate limiter, Telegram's errors raised as exceptions).
+- The calls the bot makes most — `send_album` (sendMediaGroup), `send_one` (sendPhoto,
+  sendVideo), `send_text` (sendMessage), `edit_text` (editMessageText) — do not decode
+  Telegram's answer into `Message` objects (~0.3 ms of the event loop per message; ~1.5 ms
+  for an album of 10): the bot reads at most the new message's id. The call itself is
+  python-telegram-bot's own (`_post`: defaults, files to attach, the rate limiter,
+  Telegram's errors raised as exceptions).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-from telegram import InputMediaPhoto, InputMediaVideo, Update
+from telegram import InputFile, InputMediaPhoto, InputMediaVideo, Update
 from telegram.ext import ExtBot
 
 UPDATES_PER_POLL = 20
@@ -35,6 +36,13 @@ class TelegramClient(ExtBot[None]):
         if not 2 <= len(media) <= 10:
             raise ValueError("an album holds 2 to 10 items")
         await self._post("sendMediaGroup", {"media": list(media), **where})
+
+    async def send_one(self, kind: Literal["photo", "video"], media: str | InputFile,
+                       **fields: Any) -> None:
+        """sendPhoto or sendVideo of one URL or upload; `fields` as for `send_photo` /
+        `send_video` (caption, width, height, duration, supports_streaming, chat_id,
+        reply_parameters, …)."""
+        await self._post("sendPhoto" if kind == "photo" else "sendVideo", {kind: media, **fields})
 
     async def send_text(self, text: str, **where: Any) -> int:
         """sendMessage (`where` as for `send_message`); the new message's id."""

@@ -25,6 +25,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from adapters.telegram import admin
+from adapters.telegram.client import TelegramClient
 from adapters.telegram.routing import Target, chat_ref, origin_from
 from adapters.telegram.sending import call_patiently
 from bot import messages
@@ -122,9 +123,10 @@ class Commands:
         target = Target(message.chat_id,
                         message.message_thread_id if message.is_topic_message else None,
                         message.message_id)
+        bot = message.get_bot()
+        assert isinstance(bot, TelegramClient)
         try:
-            await call_patiently(lambda: message.get_bot().send_message(
-                text=text[:4096], **target.kwargs(reply=True)))
+            await call_patiently(lambda: bot.send_text(text[:4096], **target.kwargs(reply=True)))
         except TelegramError as exc:
             log.warning("could not answer in chat %s: %s", message.chat_id, exc)
 

@@ -325,13 +325,12 @@ class StorySender:
                         _input_file(handle, entry, attach=False)
 
                 if entry.item.kind is MediaKind.PHOTO:
-                    await self._call(lambda: self._bot.send_photo(
-                        photo=source(), caption=entry.caption, filename=_filename(entry),
-                        **where))
+                    await self._call(lambda: self._bot.send_one(
+                        "photo", source(), caption=entry.caption, **where))
                 else:
-                    await self._call(lambda: self._bot.send_video(
-                        video=source(), caption=entry.caption, filename=_filename(entry),
-                        supports_streaming=True, **_video_shape(entry), **where))
+                    await self._call(lambda: self._bot.send_one(
+                        "video", source(), caption=entry.caption, supports_streaming=True,
+                        **_video_shape(entry), **where))
                 return
             await self._call(lambda: self._bot.send_album(
                 [_input_media(entry, handles.get(entry.item.id)) for entry in entries],
