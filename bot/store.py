@@ -18,7 +18,7 @@ class DuplicateCommand(Exception):
     """A request for this chat's command (`Origin.command_id`) exists already."""
 
 
-class ChatRecord(msgspec.Struct, frozen=True):
+class ChatRecord(msgspec.Struct, frozen=True, gc=False):
     chat: ChatRef
     api_key: str | None  # decrypted; never log it
     key_hint: str | None  # masked form, safe to show
@@ -29,7 +29,7 @@ class ChatRecord(msgspec.Struct, frozen=True):
     key_set_at: datetime | None = None
 
 
-class RequestRecord(msgspec.Struct, frozen=True):
+class RequestRecord(msgspec.Struct, frozen=True, gc=False):
     id: int
     origin: Origin
     username: str
@@ -47,7 +47,7 @@ class RequestRecord(msgspec.Struct, frozen=True):
     token_hash: str | None = None
 
 
-class Received(msgspec.Struct, frozen=True):
+class Received(msgspec.Struct, frozen=True, gc=False):
     """What `receive_*` did, in one transaction: `changed` is False for a duplicate or late
     callback; `followers` are the requests sharing this fetch, settled with it; `has_caps`
     says whether the chat has spending caps (then a warning may be due)."""
@@ -58,14 +58,14 @@ class Received(msgspec.Struct, frozen=True):
     has_caps: bool = False
 
 
-class UsagePeriod(msgspec.Struct, frozen=True):
+class UsagePeriod(msgspec.Struct, frozen=True, gc=False):
     requests: int
     credits: int
     saved: int  # credits that shared results avoided spending
     shared: int = 0  # requests served from a shared result
 
 
-class Usage(msgspec.Struct, frozen=True):
+class Usage(msgspec.Struct, frozen=True, gc=False):
     chat: ChatRef
     today: UsagePeriod
     month: UsagePeriod
