@@ -433,3 +433,20 @@ async def test_photo_too_big_for_telegram_to_fetch_is_uploaded(world: TelegramWo
     assert first.media_group_id == second.media_group_id is not None
     assert tracker.events == [("sending", ["six", "twelve"]), ("unsent", ["six", "twelve"]),
                               ("sending", ["six", "twelve"]), ("sent", ["six", "twelve"])]
+
+
+async def test_a_single_video_goes_by_url_with_its_shape_and_caption(world: TelegramWorld) -> None:
+    world.emulator.add_account("oneclip", ["video"])
+    await world.command(GROUP, "/stories oneclip", user=MEMBER)
+    await world.settle()
+    [call] = world.fake.calls_of("sendVideo")
+    params = call.params
+    assert call.uploads == ()
+    assert params["video"].startswith("http")
+    assert params["supports_streaming"] is True
+    assert isinstance(params["width"], int) and isinstance(params["height"], int)
+    assert isinstance(params["duration"], int) and params["duration"] >= 1
+    assert "@oneclip" in params["caption"]
+    assert params["chat_id"] == GROUP
+    [video] = media_messages(world)
+    assert video.media is not None and video.media.source == "url"
