@@ -167,8 +167,8 @@ class BotProcess:
             "widest_gap_cpu_ms": cpu[widest] * 1000 if widest is not None else None,
             # the longest single steps of the loop (a callback, or a task up to its next
             # await): what a blocking call would show as
-            "longest_steps": [(round(took * 1000, 1), name)
-                              for took, name in self._steps.longest],
+            "longest_steps": [(round(took * 1000, 1), name, round(cpu * 1000, 1))
+                              for took, name, cpu in self._steps.longest],
         }
 
     # the store ------------------------------------------------------------------------------

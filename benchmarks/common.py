@@ -226,12 +226,13 @@ async def heartbeat(gaps: list[float], stop: asyncio.Event, period: float = 0.00
 
 class StepWatch:
     """Times every step the event loop runs (one callback, or one step of a task up to its
-    next await) while installed, and keeps the longest: a gap of the heartbeat made of one
-    long step is a blocking call; one made of many short steps is a busy loop. Benchmark
-    harness only: it wraps asyncio's `Handle._run`."""
+    next await) while installed, and keeps the longest, each with the CPU time the loop's
+    thread used in it: a long step with little CPU waited (a blocking call, or the OS ran
+    something else); a gap of the heartbeat made of many short steps is a busy loop.
+    Benchmark harness only: it wraps asyncio's `Handle._run`."""
 
     def __init__(self, keep: int = 5) -> None:
-        self.longest: list[tuple[float, str]] = []
+        self.longest: list[tuple[float, str, float]] = []  # (seconds, step, CPU seconds)
         self._keep = keep
         self._original: Any = None
 
@@ -240,11 +241,11 @@ class StepWatch:
         longest, keep = self.longest, self._keep
 
         def timed(handle: asyncio.Handle) -> None:
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.thread_time()
             original(handle)
             took = time.perf_counter() - began
             if len(longest) < keep or took > longest[-1][0]:
-                longest.append((took, _step_name(handle)))
+                longest.append((took, _step_name(handle), time.thread_time() - cpu))
                 longest.sort(reverse=True)
                 del longest[keep:]
 
