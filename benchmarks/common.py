@@ -201,6 +201,35 @@ def machine() -> dict[str, Any]:
     }
 
 
+class Steal:
+    """The share of the machine's CPU time the hypervisor gave to other guests (`steal` in
+    /proc/stat) between `start()` and `share()`: on a shared VM, a loop that waits with no
+    CPU of its own may simply not have been running. None where /proc/stat has no steal."""
+
+    def __init__(self) -> None:
+        self._start: tuple[int, int] | None = None
+
+    @staticmethod
+    def _read() -> tuple[int, int] | None:
+        try:
+            fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        except (OSError, IndexError):
+            return None
+        if fields[0] != "cpu" or len(fields) < 9:
+            return None
+        ticks = [int(f) for f in fields[1:]]
+        return ticks[7], sum(ticks[:8])  # steal, and user..steal in all
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def share(self) -> float | None:
+        end = self._read()
+        if self._start is None or end is None or end[1] <= self._start[1]:
+            return None
+        return (end[0] - self._start[0]) / (end[1] - self._start[1])
+
+
 def monotonic() -> float:
     """`time.monotonic()`: CLOCK_MONOTONIC is system-wide on Linux, so timestamps taken in
     different benchmark processes are comparable."""

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import ingest, latency, memory, stalls, startup
-from benchmarks.common import machine
+from benchmarks.common import Steal, machine
 from benchmarks.report import Row, markdown, table
 
 SCENARIOS: dict[str, Callable[[bool], Awaitable[list[Row]]]] = {
@@ -59,23 +59,30 @@ async def main(argv: list[str] | None = None) -> int:
     print(f"machine: {describe(info)}", flush=True)
     rows: list[Row] = []
     timings: dict[str, float] = {}
+    stolen: dict[str, str] = {}
     for name in chosen:
         print(f"running {name}{' (quick)' if args.quick else ''}...", flush=True)
         began = time.perf_counter()
+        steal = Steal()
+        steal.start()
         rows += await SCENARIOS[name](args.quick)
         timings[name] = round(time.perf_counter() - began, 1)
+        share = steal.share()
+        stolen[name] = "n/a" if share is None else f"{share:.1%}"
     print()
     print(table(rows))
     print(f"\n(scenario seconds: {timings})")
+    print(f"(CPU time the hypervisor gave other guests, per scenario: {stolen})")
     if args.json:
         args.json.write_text(json.dumps({
-            "machine": info, "quick": args.quick, "seconds": timings,
+            "machine": info, "quick": args.quick, "seconds": timings, "steal": stolen,
             "rows": [{"figure": r.figure, "value": r.value, "target": r.target,
                       "result": r.verdict, "command": r.command, "details": r.details}
                      for r in rows],
         }, indent=2))
     if args.markdown:
-        args.markdown.write_text(f"Machine: {describe(info)}\n\n{markdown(rows)}\n")
+        args.markdown.write_text(f"Machine: {describe(info)}\n\n{markdown(rows)}\n\n"
+                                 f"CPU time the hypervisor gave other guests: {stolen}\n")
     return 1 if any(r.ok is False for r in rows) else 0
 
 
