@@ -15,7 +15,6 @@ result and its credits) happen in one transaction.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import sqlite3
@@ -39,6 +38,7 @@ from storage.migrations import migrate
 log = logging.getLogger(__name__)
 
 MIN_SQLITE = (3, 35, 0)  # DROP COLUMN (migration 3), UPDATE … RETURNING
+PLAINTEXTS_KEPT = 4096  # decrypted routing data kept in memory (a request's row is read often)
 SLOW_CALL = 0.02  # seconds: a store call on the loop longer than this is logged
 CHECKPOINT_EVERY = 200  # store calls between two WAL checkpoints (on the worker thread)
 # The writer's own checkpoint, a backstop: under sustained writes the worker's checkpoints
@@ -79,7 +79,7 @@ class SqliteStore:
         self._reader: sqlite_utils.Database | None = None  # the worker thread's
         self._calls = 0
         self._checkpoint: Future[None] | None = None
-        self._decrypt_cached = functools.lru_cache(maxsize=4096)(cipher.decrypt)
+        self._plain: dict[str, str | None] = {}  # routing data: ciphertext → plaintext
 
     # plumbing -------------------------------------------------------------------------------
 
@@ -253,12 +253,21 @@ class SqliteStore:
 
     # requests -------------------------------------------------------------------------------
 
+    def _remember_plain(self, stored: str, plain: str | None) -> None:
+        self._plain[stored] = plain
+        if len(self._plain) > PLAINTEXTS_KEPT:
+            del self._plain[next(iter(self._plain))]  # the oldest
+
     def _reply(self, stored: str | None) -> dict[str, Any]:
         """Routing data is encrypted at rest: it can hold interaction tokens. A request's row
         is read several times in its life: the plaintext is cached (in memory only)."""
         if not stored:
             return {}
-        plain = self._decrypt_cached(stored)
+        if stored in self._plain:
+            plain = self._plain[stored]
+        else:  # (a failure too is kept: it is logged once, not at every read)
+            plain = self._cipher.decrypt(stored)
+            self._remember_plain(stored, plain)
         try:
             value = json.loads(plain) if plain else {}
         except ValueError:
@@ -320,29 +329,28 @@ class SqliteStore:
                              state: RequestState = RequestState.SUBMITTED) -> RequestRecord:
         def work() -> RequestRecord:
             try:
-                request_id = insert()
+                return insert()
             except sqlite3.IntegrityError as exc:
                 if "command_id" in str(exc) or "requests_command" in str(exc):
                     raise DuplicateCommand(origin.command_id) from None
                 raise
-            record = self._get_request(request_id)
-            assert record is not None
-            return record
 
-        def insert() -> int:
+        def insert() -> RequestRecord:
+            reply = json.dumps(origin.reply)
+            reply_enc = self._cipher.encrypt(reply)
+            self._remember_plain(reply_enc, reply)
             with self._tx():
                 self._ensure_chat(origin.chat, _ts(now))
-                cursor = self.db.execute(
-                    "INSERT INTO requests(chat_id, user_id, user_name, is_admin, reply_enc,"
+                [record] = self._records(self.db.execute(
+                    "INSERT INTO requests(chat_id, user_id, user_name, is_admin, reply_enc,"  # noqa: S608
                     " username, state, token_hash, key_fingerprint, source_id, created_at,"
-                    " updated_at, deadline_at, command_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " updated_at, deadline_at, command_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                    f" RETURNING {self._COLUMNS}",
                     [str(origin.chat), origin.user_id, origin.user_name, int(origin.is_admin),
-                     self._cipher.encrypt(json.dumps(origin.reply)), username, state.value,
-                     token_hash,
-                     key_fingerprint, source_id, _ts(now), _ts(now), _ts(deadline),
-                     origin.command_id],
-                )
-                return int(cursor.lastrowid or 0)
+                     reply_enc, username, state.value, token_hash, key_fingerprint, source_id,
+                     _ts(now), _ts(now), _ts(deadline), origin.command_id],
+                ))
+                return record
 
         return await self._run(work)
 

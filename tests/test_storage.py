@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from bot.models import ChatRef
+from bot.models import ChatRef, Origin
+from storage import sqlite_store
 from storage.crypto import KeyCipher, load_or_create_secret
 from storage.sqlite_store import SqliteStore
 from tests.conftest import db_file_bytes
@@ -182,3 +183,25 @@ async def test_an_old_sqlite_is_refused_with_a_clear_error(tmp_path: Path,
         await store.open()
     await store.close()
     assert not (tmp_path / "bot.sqlite3").exists()  # refused before anything was created
+
+
+async def test_routing_data_reads_back_whatever_the_plaintext_cache_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decrypted routing data is kept in memory for a bounded number of requests; a request
+    read after its plaintext was dropped is decrypted again."""
+    monkeypatch.setattr(sqlite_store, "PLAINTEXTS_KEPT", 3)
+    path = tmp_path / "bot.sqlite3"
+    store = SqliteStore(path, KeyCipher("s"))
+    await store.open()
+    now = datetime.now(UTC)
+    created = [await store.create_request(
+        Origin(chat=ChatRef("telegram", "-1001"), user_id="5", reply={"message_id": n}),
+        "natgeo", token_hash=f"hash{n}", key_fingerprint=None, now=now,
+        deadline=now + timedelta(hours=1)) for n in range(5)]
+    assert [r.origin.reply for r in created] == [{"message_id": n} for n in range(5)]
+    again = [await store.get_request(r.id) for r in created]
+    assert [r.origin.reply for r in again if r is not None] == [{"message_id": n}
+                                                               for n in range(5)]
+    assert len(store._plain) <= 3
+    assert b"message_id" not in db_file_bytes(path)
+    await store.close()
