@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections.abc import AsyncIterator
 
@@ -126,3 +127,30 @@ async def test_a_waiter_cancelled_once_woken_passes_its_turn_on(turns: TurnCount
     async with asyncio.timeout(1):
         await asyncio.gather(hogging, second)
     assert first.cancelled()
+
+
+async def test_a_long_queue_is_not_woken_whole_at_every_turn(
+        turns: TurnCounter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """50 steps of 1 ms each behind a full turn: each waits in the queue once (or a few
+    times), not once per turn until its own (which would be ~1,275 waits for 50)."""
+    import bot.turns
+
+    pushes = 0
+    original = heapq.heappush
+
+    def counting_push(heap: list[object], item: object) -> None:
+        nonlocal pushes
+        pushes += 1
+        original(heap, item)
+
+    monkeypatch.setattr(bot.turns.heapq, "heappush", counting_push)
+    budget = TurnBudget(0.001)
+    ran: list[int] = []
+
+    async def step(n: int) -> None:
+        await budget.take(0.001, COMMAND)
+        ran.append(n)
+
+    await asyncio.gather(*(step(n) for n in range(51)))
+    assert ran == list(range(51))
+    assert pushes < 2 * 50
