@@ -45,7 +45,8 @@ class Origin(msgspec.Struct, frozen=True, gc=False):
 
     `reply` is adapter-owned routing data (thread id, channel id, interaction token, the
     command's message id...). It must be JSON-serialisable: it is persisted with the request
-    so that a restarted process can still answer.
+    so that a restarted process can still answer. It can hold a secret (an interaction token
+    lets anyone answer as the bot), so `repr` shows its keys only.
     """
 
     chat: ChatRef
@@ -60,6 +61,12 @@ class Origin(msgspec.Struct, frozen=True, gc=False):
     @property
     def user_ref(self) -> str:
         return f"{self.chat.platform}:{self.user_id}"
+
+    def __repr__(self) -> str:
+        return (f"Origin(chat={self.chat!r}, user_id={self.user_id!r}, "
+                f"user_name={self.user_name!r}, is_admin={self.is_admin!r}, "
+                f"reply=<{', '.join(sorted(map(str, self.reply)))}>, "
+                f"command_id={self.command_id!r})")
 
 
 class MediaKind(enum.StrEnum):

@@ -28,6 +28,11 @@ class ChatRecord(msgspec.Struct, frozen=True, gc=False):
     key_set_by: str | None = None
     key_set_at: datetime | None = None
 
+    def __repr__(self) -> str:  # the key itself never: only its masked form
+        return (f"ChatRecord(chat={self.chat!r}, key={self.key_hint!r}, "
+                f"daily_cap={self.daily_cap!r}, monthly_cap={self.monthly_cap!r}, "
+                f"key_set_by={self.key_set_by!r}, key_set_at={self.key_set_at!r})")
+
 
 class RequestRecord(msgspec.Struct, frozen=True, gc=False):
     id: int

@@ -28,6 +28,7 @@ async def test_key_is_encrypted_at_rest(tmp_path: Path) -> None:
     record = await store.set_key(chat, KEY, set_by="telegram:5", now=now)
     assert record.api_key == KEY
     assert record.key_hint == "sk_live_…9f2c"
+    assert "supersecret" not in repr(record) and "sk_live_…9f2c" in repr(record)
     assert KEY.encode() not in db_file_bytes(path)
     assert b"supersecret" not in db_file_bytes(path)
     await store.close()
@@ -205,3 +206,12 @@ async def test_routing_data_reads_back_whatever_the_plaintext_cache_holds(
     assert len(store._plain) <= 3
     assert b"message_id" not in db_file_bytes(path)
     await store.close()
+
+
+def test_routing_data_is_not_shown_by_repr() -> None:
+    """An interaction token in `Origin.reply` lets anyone answer as the bot: a record that
+    ends up in a log line or an assertion message shows the keys only."""
+    origin = Origin(chat=ChatRef("discord", "9"), user_id="5",
+                    reply={"interaction_token": "aW50ZXJhY3Rpb246c2VjcmV0", "channel_id": 7})
+    assert "aW50ZXJhY3Rpb246c2VjcmV0" not in repr(origin)
+    assert "channel_id, interaction_token" in repr(origin)
