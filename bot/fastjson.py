@@ -2,7 +2,7 @@
 
 orjson is about four times faster on a 150 KB callback body, but refuses integers beyond
 64 bits, which a looser payload might carry in a field we do not even read: those bodies go
-through `json` instead.
+through `json` instead (and such values, when encoding: the Bot API transport's bodies).
 """
 
 from __future__ import annotations
@@ -20,5 +20,9 @@ def loads(data: bytes | str) -> Any:
         return json.loads(data)
 
 
-def dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+def dumps(value: Any) -> bytes:
+    """UTF-8 JSON; `TypeError` for what neither library can encode."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, which `json` writes exactly
+        return json.dumps(value, ensure_ascii=False).encode()

@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from typing import IO, Any
 
 import aiohttp
-import orjson
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 from yarl import URL
 
+from bot import fastjson
 from bot.proxies import EnvProxies
 
 _JSON = {"Content-Type": "application/json"}
@@ -41,12 +40,7 @@ _JSON = {"Content-Type": "application/json"}
 
 def _json_body(parameters: dict[str, Any]) -> bytes | None:
     """The parameters as typed JSON (nested objects as objects), or None when there are none."""
-    if not parameters:
-        return None
-    try:
-        return orjson.dumps(parameters)
-    except TypeError:  # an integer beyond 64 bits
-        return json.dumps(parameters).encode()
+    return fastjson.dumps(parameters) if parameters else None
 
 
 class NotSent(NetworkError):
