@@ -122,7 +122,9 @@ def caption(profile: Profile, item: StoryItem, index: int, total: int,
     if item.kind is MediaKind.VIDEO and item.duration:
         minutes, seconds = divmod(round(item.duration), 60)
         parts.append(f"video {minutes}:{seconds:02d}")
-    parts.append(f"taken {taken:%Y-%m-%d %H:%M} UTC ({ago((now - taken).total_seconds())})")
+    # (by hand: strftime is half the cost of a caption, made for every story delivered)
+    parts.append(f"taken {taken.year:04d}-{taken.month:02d}-{taken.day:02d} "
+                 f"{taken.hour:02d}:{taken.minute:02d} UTC ({ago((now - taken).total_seconds())})")
     if cached_at is not None:
         parts.append(f"fetched {ago((now - cached_at).total_seconds())}")
     return " · ".join(parts)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from telegram import InputMediaPhoto, InputMediaVideo
 from telegram.error import NetworkError
 
 from bot import messages
@@ -433,6 +434,30 @@ async def test_photo_too_big_for_telegram_to_fetch_is_uploaded(world: TelegramWo
     assert first.media_group_id == second.media_group_id is not None
     assert tracker.events == [("sending", ["six", "twelve"]), ("unsent", ["six", "twelve"]),
                               ("sending", ["six", "twelve"]), ("sent", ["six", "twelve"])]
+
+
+async def test_an_album_of_urls_is_sent_as_python_telegram_bots_own_objects_would_be(
+        world: TelegramWorld) -> None:
+    """An album of URLs goes out as plain InputMedia fields (cheaper than the library's
+    objects): the JSON is what `InputMediaPhoto`/`InputMediaVideo` would have sent."""
+    photo = world.emulator.media_url("photo-ocean-540x960.jpg")
+    clip = world.emulator.media_url("video-reef-360x640.mp4")
+    tracker = RecordingTracker()
+    await world.adapter.send_stories(group_origin(), delivery(
+        [item("p", MediaKind.PHOTO, photo, minutes_ago=90),
+         item("v", MediaKind.VIDEO, clip, duration=7.4)], tracker))
+    [call] = world.fake.calls_of("sendMediaGroup")
+    assert call.uploads == ()
+    sent = call.params["media"]
+    captions = [m.caption for m in media_messages(world)]
+    expected = [
+        InputMediaPhoto(media=photo, caption=captions[0]).to_dict(),
+        InputMediaVideo(media=clip, caption=captions[1], supports_streaming=True,
+                        width=360, height=640, duration=7).to_dict(),
+    ]
+    assert sent == expected
+    assert "@handmade · 1/2" in captions[0] and "video 0:07" in captions[1]
+    assert tracker.sent_ids() == ["p", "v"]
 
 
 async def test_a_single_video_goes_by_url_with_its_shape_and_caption(world: TelegramWorld) -> None:

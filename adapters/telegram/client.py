@@ -24,6 +24,10 @@ from telegram.ext import ExtBot
 
 UPDATES_PER_POLL = 10
 
+# An album item: an InputMedia object, or its Bot API fields as a dict (how the bot sends an
+# album of URLs: `adapters.telegram.sending._url_media`). An album is all of one or the other.
+InputMedia = InputMediaPhoto | InputMediaVideo | dict[str, object]
+
 
 class TelegramClient(ExtBot[None]):
     async def get_updates(self, *args: Any, **kwargs: Any) -> tuple[Update, ...]:
@@ -31,8 +35,18 @@ class TelegramClient(ExtBot[None]):
             kwargs["limit"] = UPDATES_PER_POLL
         return await super().get_updates(*args, **kwargs)
 
-    async def send_album(self, media: Sequence[InputMediaPhoto | InputMediaVideo],
-                         **where: Any) -> None:
+    def _insert_defaults(self, data: dict[str, object]) -> None:
+        # python-telegram-bot copies every InputMedia of an album to set its parse_mode (the
+        # bot sets no `Defaults`); an album given as dicts is sent as it is.
+        media = data.get("media")
+        if isinstance(media, list) and media and isinstance(media[0], dict):
+            del data["media"]
+            super()._insert_defaults(data)
+            data["media"] = media
+            return
+        super()._insert_defaults(data)
+
+    async def send_album(self, media: Sequence[InputMedia], **where: Any) -> None:
         """Post `media` (2-10 items) as one album; `where` as for `send_media_group`
         (chat_id, message_thread_id, reply_parameters, …)."""
         if not 2 <= len(media) <= 10:

@@ -52,7 +52,7 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
-from adapters.telegram.client import TelegramClient
+from adapters.telegram.client import InputMedia, TelegramClient
 from adapters.telegram.routing import Target
 from adapters.telegram.transport import MaybeSent, NotSent
 from bot import messages
@@ -332,9 +332,10 @@ class StorySender:
                         "video", source(), caption=entry.caption, supports_streaming=True,
                         **_video_shape(entry), **where))
                 return
-            await self._call(lambda: self._bot.send_album(
-                [_input_media(entry, handles.get(entry.item.id)) for entry in entries],
-                **where))
+            media: list[InputMedia] = (
+                [_input_media(entry, handles.get(entry.item.id)) for entry in entries]
+                if handles else [_url_media(entry) for entry in entries])
+            await self._call(lambda: self._bot.send_album(media, **where))
 
     async def _send_texts(self, target: Target, texts: Sequence[str]) -> None:
         """Post texts, packed into as few messages as Telegram's 4096 characters allow."""
@@ -499,7 +500,21 @@ def _input_file(handle: IO[bytes], entry: Planned, *, attach: bool) -> InputFile
     return InputFile(handle, filename=_filename(entry), attach=attach, read_file_handle=False)
 
 
+def _url_media(entry: Planned) -> dict[str, object]:
+    """An album item sent by URL: the Bot API's InputMedia fields as a plain dict. (Built for
+    each of a hundred albums at once, python-telegram-bot's InputMedia objects cost ~0.1 ms
+    per item: each stats its URL as a possible local path, and `_post` copies each again; the
+    dict costs ~2 µs and is sent as the same JSON.)"""
+    fields: dict[str, object] = {"media": entry.variant.url, "caption": entry.caption}
+    if entry.item.kind is MediaKind.PHOTO:
+        fields["type"] = "photo"
+    else:
+        fields.update(type="video", supports_streaming=True, **_video_shape(entry))
+    return fields
+
+
 def _input_media(entry: Planned, handle: IO[bytes] | None) -> InputMediaPhoto | InputMediaVideo:
+    """An item of an album with uploads in it (python-telegram-bot attaches the files)."""
     # In an album, uploads are referred to as attach://<name> (an InputFile passed in is used
     # as it is, so it must be made with attach=True).
     source: str | InputFile = entry.variant.url if handle is None else \
