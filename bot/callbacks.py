@@ -2,14 +2,14 @@
 
 `POST /callbacks/{token}` — the token in the URL is the only proof a callback is genuine
 (the API documents no signature), so it is random (256 bits), stored only as a hash and
-compared in constant time. The body is read as a stream and cut off past the cap; gzip bodies
-are decompressed here, incrementally and bounded, so a gzip bomb stops at the cap too (aiohttp's
-own decompression is off: it can leave a handler waiting on a malformed deflate stream). Other
-encodings get 415, and a client that trickles its body is cut off after `read_timeout`. A valid
-result is
-persisted with its credits in one transaction; then 200 is answered at once and delivery runs
-in the background. `GET /healthz` reports the database, the adapters and the pending count.
-"""
+compared in constant time. It is looked up before the body is read: an unknown token gets 404
+and a replay for a settled request 200 "duplicate", neither read. The body is read as a stream
+and cut off past the cap; gzip bodies are decompressed here, incrementally and bounded, so a
+gzip bomb stops at the cap too (aiohttp's own decompression is off: it can leave a handler
+waiting on a malformed deflate stream). Other encodings get 415, and a client that trickles its
+body is cut off after `read_timeout`. A valid result is persisted with its credits in one
+transaction; then 200 is answered at once and delivery runs in the background.
+`GET /healthz` reports the database, the adapters and the pending count."""
 
 from __future__ import annotations
 
@@ -109,8 +109,15 @@ class CallbackServer:
 
     async def handle_callback(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
-        if not TOKEN_RE.fullmatch(token):
+        record = await self._service.callback_request(token) if TOKEN_RE.fullmatch(token) \
+            else None
+        # Unknown tokens and settled requests are answered before the body is read (aiohttp
+        # discards what the client still sends): a guess or a replay costs one lookup.
+        if record is None:
+            log.info("callback refused: unknown token (404)")
             return _json(404, {"error": "unknown token"})
+        if not self._service.wants_body(record):
+            return _json(200, {"status": "duplicate"})
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
         if encoding not in ("", "identity", *GZIP):
             return _json(415, {"error": "unsupported content-encoding (use gzip or none)"})
@@ -134,7 +141,7 @@ class CallbackServer:
             except (UnicodeDecodeError, ValueError, RecursionError):
                 return _json(400, {"error": "body is not JSON"})
             try:
-                outcome = await self._service.handle_callback(token, payload, raw=body)
+                outcome = await self._service.handle_callback(record, payload, raw=body)
             except Exception:
                 log.exception("callback handling failed")
                 return _json(500, {"error": "internal error"})

@@ -75,6 +75,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# The states in which a callback's body is read (`StoriesService.wants_body`).
+_CALLBACK_STATES = frozenset({RequestState.SUBMITTED, RequestState.PROCESSING,
+                              RequestState.EXPIRED})
+
+
 @dataclass(frozen=True, slots=True)
 class CallbackOutcome:
     status: int
@@ -394,20 +399,30 @@ class StoriesService(ChatAdmin):
             await self._store.mark_warned(origin.chat, daily_on=day, monthly_on=month)
             await self._outbox.say(origin, text)
 
-    async def handle_callback(self, token: str, body: Any, raw: bytes) -> CallbackOutcome:
-        """A callback POST, size-checked and decoded by the web server (`decode_body`); `raw`
-        is the body as received, kept when its shape is unknown."""
+    async def callback_request(self, token: str) -> RequestRecord | None:
+        """The request a callback's URL token belongs to, or None: the web server asks before
+        it reads the body, so that a guessed token costs one indexed lookup."""
         digest = hash_token(token)
         record = await self._store.find_by_token(digest)
         if record is None or not hmac.compare_digest(record.token_hash or "", digest):
-            return CallbackOutcome(404, "unknown token")
-        # Settled already: answer before parsing (a replayed 150 KB body costs nothing).
+            return None
+        return record
+
+    @staticmethod
+    def wants_body(record: RequestRecord) -> bool:
+        """Whether a callback for `record` is read at all: a result awaited, or a late one
+        (what the API charged for it goes on the ledger). A request settled otherwise answers
+        a replayed callback "duplicate" unread."""
+        return record.state in _CALLBACK_STATES
+
+    async def handle_callback(self, record: RequestRecord, body: Any,
+                              raw: bytes) -> CallbackOutcome:
+        """A callback POST for `record` (found by `callback_request` before the body was read),
+        size-checked and decoded by the web server (`decode_body`); `raw` is the body as
+        received, kept when its shape is unknown."""
         credits = credits_of(body)
         if record.state is RequestState.EXPIRED:
-            if await self._store.record_late(record.id, credits=credits, now=self._clock()):
-                log.info("request %d: late callback recorded (%d credits), not delivered",
-                         record.id, credits)
-            return CallbackOutcome(200, "late")
+            return await self._late(record.id, credits)
         if record.state not in (RequestState.SUBMITTED, RequestState.PROCESSING):
             return CallbackOutcome(200, "duplicate")
         try:
@@ -423,7 +438,19 @@ class StoriesService(ChatAdmin):
             changed = await self._fail(record.id, result, credits=credits)
         else:
             changed = await self._accept_result(record.id, result)
-        return CallbackOutcome(200, "accepted" if changed else "duplicate")
+        if changed:
+            return CallbackOutcome(200, "accepted")
+        # Settled while the body was on its way: by another callback, or expired.
+        current = await self._store.get_request(record.id)
+        if current is not None and current.state is RequestState.EXPIRED:
+            return await self._late(record.id, credits)
+        return CallbackOutcome(200, "duplicate")
+
+    async def _late(self, request_id: int, credits: int) -> CallbackOutcome:
+        if await self._store.record_late(request_id, credits=credits, now=self._clock()):
+            log.info("request %d: late callback recorded (%d credits), not delivered",
+                     request_id, credits)
+        return CallbackOutcome(200, "late")
 
     # expiry ---------------------------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -68,6 +70,59 @@ async def test_unknown_and_malformed_tokens_are_404(make_app: AppFactory,
             assert response.status_code == 404, guess
     assert chat.items() == []
     assert await app.store.ledger_total() == 0
+
+
+async def open_post(url: str, length: int, first: bytes = b"") -> tuple[
+        asyncio.StreamReader, asyncio.StreamWriter]:
+    """A POST whose head announces `length` bytes of body, of which only `first` is sent."""
+    where = urlsplit(url)
+    reader, writer = await asyncio.open_connection(where.hostname, where.port)
+    writer.write(f"POST {where.path} HTTP/1.1\r\nHost: {where.netloc}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+                 .encode() + first)
+    await writer.drain()
+    return reader, writer
+
+
+async def answer_of(reader: asyncio.StreamReader) -> tuple[int, Any]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    status = int(head.split(b" ", 2)[1])
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    return status, json.loads(await asyncio.wait_for(reader.readexactly(length), 5))
+
+
+async def test_guesses_and_replays_are_answered_without_reading_the_body(
+        make_app: AppFactory, emulator: Emulator) -> None:
+    """The body never comes (the server's read timeout is 30 s): the answer does not wait."""
+    app, chat, url, body = await pending_request(make_app, emulator)
+    guess = url[:-4] + ("AAAA" if not url.endswith("AAAA") else "BBBB")
+    reader, writer = await open_post(guess, 10_000_000, b'{"success": tr')
+    assert await answer_of(reader) == (404, {"error": "unknown token"})
+    writer.close()
+    async with httpx.AsyncClient() as http:
+        assert (await http.post(url, json=body)).status_code == 200
+    await app.wait_idle(timeout=10)
+    reader, writer = await open_post(url, 10_000_000)  # a replay of a delivered request
+    assert await answer_of(reader) == (200, {"status": "duplicate"})
+    writer.close()
+    assert len(chat.items()) == 5
+    assert await app.store.ledger_total() == 1
+
+
+async def test_a_request_expiring_while_its_callback_arrives_is_charged_as_late(
+        make_app: AppFactory, emulator: Emulator) -> None:
+    app, chat, url, body = await pending_request(make_app, emulator, request_timeout=0.3)
+    data = json.dumps(body).encode()
+    reader, writer = await open_post(url, len(data), data[:100])  # looked up: processing
+    await chat.wait_for(lambda shown: any("did not answer" in s.text for s in shown))
+    assert await app.store.requests_in_state(RequestState.EXPIRED)
+    writer.write(data[100:])
+    assert await answer_of(reader) == (200, {"status": "late"})
+    writer.close()
+    await app.wait_idle(timeout=10)
+    assert chat.items() == []
+    assert await app.store.ledger_total() == emulator.total_charged == 1
 
 
 async def test_bad_json_and_unknown_shapes(make_app: AppFactory, emulator: Emulator) -> None:
