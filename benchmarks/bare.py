@@ -6,6 +6,12 @@ its domain objects and their stored form (`/parse/{token}`: `decode_body` + `res
 `codec.dumps`, what any accepted callback costs before the store is touched). Whatever
 the bot does beyond the bare handler is its overhead.
 
+And the reference for the latency figure (`/first/{chat_id}/{token}`): the least any bot
+must do between a callback's arrival and its first call on the chat platform — read the body,
+decode it (`decode_body`), and make one small call (sendMessage, aiohttp keep-alive) to the
+same fake Telegram — then answer 200. Arrivals are stamped as the bot's are, when the handler
+starts (`stamps`).
+
 Run by the runner as `python -m benchmarks.bare` (see `benchmarks.child`).
 """
 
@@ -14,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 from aiohttp import web
 
 from benchmarks.child import serve
+from benchmarks.common import monotonic
 from bot import codec
 from bot.api_payloads import decode_body, result_or_error
 
@@ -40,11 +48,54 @@ async def handle_parse(request: web.Request) -> web.Response:
     return web.Response(status=200, body=OK, content_type="application/json")
 
 
+class FirstCall:
+    """`/first/{chat_id}/{token}`: read, decode, one sendMessage, answer."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._method_url = ""
+
+    async def telegram(self, *, url: str, token: str, connections: int) -> None:
+        """Where to call; `connections` keep-alive connections are opened beforehand (with
+        getMe), as the bot has its own open when the callbacks come."""
+        root = f"{url.rstrip('/')}/bot{token}"
+        self._method_url = f"{root}/sendMessage"
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=connections))
+
+        async def get_me() -> None:
+            assert self._session is not None
+            async with self._session.post(f"{root}/getMe") as answer:
+                await answer.read()
+
+        await asyncio.gather(*(get_me() for _ in range(connections)))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def stamps(self) -> dict[str, float]:
+        return self.arrivals
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.arrivals[request.match_info["token"]] = monotonic()
+        payload = decode_body(await request.read())
+        assert self._session is not None, "telegram() first"
+        text = f"{len(payload.data.items) if payload.data else 0} stories"
+        async with self._session.post(self._method_url, json={
+                "chat_id": int(request.match_info["chat_id"]), "text": text}) as answer:
+            await answer.read()
+        return web.Response(status=200, body=OK, content_type="application/json")
+
+
 async def main() -> None:
+    first = FirstCall()
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/callbacks/{token}", handle)
     app.router.add_post("/json/{token}", handle_json)
     app.router.add_post("/parse/{token}", handle_parse)
+    app.router.add_post("/first/{chat_id}/{token}", first.handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -54,7 +105,11 @@ async def main() -> None:
     async def url() -> str:
         return f"http://127.0.0.1:{port}"
 
-    await serve({"url": url}, on_stop=runner.cleanup)
+    async def stop() -> None:
+        await first.close()
+        await runner.cleanup()
+
+    await serve({"url": url, "telegram": first.telegram, "stamps": first.stamps}, on_stop=stop)
 
 
 if __name__ == "__main__":

@@ -36,17 +36,22 @@ FIRST_CHAT = -1001000000000
 SERIAL_SPACING = 0.2  # seconds between callbacks in the "1 in flight" case
 
 
-async def measure(*, chats: int, rate_limiter: bool, serial: bool = False) -> dict[str, Any]:
+async def measure(*, chats: int, rate_limiter: bool, serial: bool = False,
+                  reference: bool = False) -> dict[str, Any]:
     """Latencies of `chats` callbacks, all POSTed at once (or, `serial`, one at a time, each
-    `SERIAL_SPACING` after the previous delivery finished: the uncontended figure)."""
+    `SERIAL_SPACING` after the previous delivery finished: the uncontended figure). With
+    `reference`, the same bodies are then POSTed at once to the bare reference
+    (`benchmarks.bare`, `/first/…`: read, decode, one sendMessage) against the same fake."""
     chat_ids = [FIRST_CHAT - n for n in range(chats)]
     keys = {f"sk_live_latency{n:04d}_abcdefgh": 100 for n in range(chats)}
     accounts = {f"lat{n}": ITEMS for n in range(chats)}
     world = Child("benchmarks.world")
     bot = Child("benchmarks.botproc", name="bot-latency")
+    bare = Child("benchmarks.bare", name="bare-latency") if reference else None
+    reference_added: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         try:
-            await asyncio.gather(world.start(), bot.start())
+            await asyncio.gather(world.start(), bot.start(), *([bare.start()] if bare else []))
             where = await world.call("start", keys=keys,
                                      emulator={"drop_callbacks": True, "webhook_delay": 0.0})
             await world.call("add_accounts", accounts=accounts)
@@ -93,8 +98,10 @@ async def measure(*, chats: int, rate_limiter: bool, serial: bool = False) -> di
             stamps = await bot.call("stamps")
             await bot.call("wait_states", states=["delivered"], count=chats, timeout=300)
             summary = await world.call("summary")
+            if bare is not None:
+                reference_added = await _reference(bare, world, pairs, chat_ids, where)
         finally:
-            await asyncio.gather(bot.close(), world.close())
+            await asyncio.gather(bot.close(), world.close(), *([bare.close()] if bare else []))
     added, core, methods = [], [], {}
     for url, _body, username in pairs:
         token = url.rsplit("/", 1)[-1]
@@ -106,7 +113,33 @@ async def measure(*, chats: int, rate_limiter: bool, serial: bool = False) -> di
         methods[method] = methods.get(method, 0) + 1
     return {"added": added, "core": core, "first_methods": methods,
             "statuses": {str(s): statuses.count(s) for s in set(statuses)},
-            "calls": summary["calls"]}
+            "calls": summary["calls"], "reference_added": reference_added}
+
+
+async def _reference(bare: Child, world: Child, pairs: list[Any], chat_ids: list[int],
+                     where: dict[str, Any]) -> list[float]:
+    """The same callbacks, at once, to the bare reference: arrival -> its one call."""
+    await bare.call("telegram", url=where["telegram_url"], token=where["telegram_token"],
+                    connections=len(pairs))
+    base = await bare.call("url")
+    await world.call("stamp_begin")
+    chat_of = {username: chat_ids[int(username.removeprefix("lat"))]
+               for _url, _body, username in pairs}
+    posts = [(f"{base}/first/{chat_of[username]}/{url.rsplit('/', 1)[-1]}",
+              json.dumps(body).encode(), chat_of[username]) for url, body, username in pairs]
+    headers = {"Content-Type": "application/json", "User-Agent": CALLBACK_UA}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=len(posts)),
+                                     headers=headers) as session:
+
+        async def post(url: str, data: bytes) -> None:
+            async with session.post(url, data=data) as response:
+                await response.read()
+                assert response.status == 200, response.status
+
+        await asyncio.gather(*(post(url, data) for url, data, _ in posts))
+    first = await world.call("first_calls", chat_ids=chat_ids, timeout=120)
+    arrivals = await bare.call("stamps")
+    return [first[str(chat)][0] - arrivals[url.rsplit("/", 1)[-1]] for url, _, chat in posts]
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -119,7 +152,7 @@ async def run(quick: bool) -> list[Row]:
         (f"{chats} in flight, adapter as shipped (PTB AIORateLimiter, 30 msg/s)",
          await measure(chats=chats, rate_limiter=True)),
         (f"{chats} in flight, rate limiter removed (the bot's own work)",
-         await measure(chats=chats, rate_limiter=False)),
+         await measure(chats=chats, rate_limiter=False, reference=True)),
         (f"1 in flight (one callback at a time, {SERIAL_SPACING:g} s apart), adapter as shipped",
          await measure(chats=5 if quick else 20, rate_limiter=True, serial=True)),
     ]
@@ -137,4 +170,12 @@ async def run(quick: bool) -> list[Row]:
             "  of which the core: arrival -> adapter.send_stories called",
             f"p50 {ms(core['p50'])}, p99 {ms(core['p99'])} (max {ms(core['max'])})",
             "", None, COMMAND))
+        if result["reference_added"]:
+            ref = _stats(result["reference_added"])
+            rows.append(Row(
+                f"  reference, same {chats} bodies at once: a bare aiohttp handler that reads, "
+                "decodes and makes one sendMessage call",
+                f"p50 {ms(ref['p50'])}, p99 {ms(ref['p99'])} (max {ms(ref['max'])}); the bot "
+                f"{added['p50'] / ref['p50']:.1f}x its p50, {added['p99'] / ref['p99']:.1f}x "
+                "its p99", "reference", None, COMMAND, {"reference": ref}))
     return rows
