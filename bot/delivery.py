@@ -51,6 +51,9 @@ class StoreTracker:
 
     async def sent(self, items: Sequence[StoryItem]) -> None:
         await self._mark(items, "sent")
+        # What follows a message (planning the next, the delivery's end) waits for other
+        # deliveries' first messages: in a burst, every chat gets its first album sooner.
+        await self._turns.take(0.0, FOLLOW_UP)
 
     async def _mark(self, items: Sequence[StoryItem], state: str) -> None:
         ids = [i.id for i in items]
