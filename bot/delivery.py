@@ -137,12 +137,12 @@ class Deliveries:
         if result is None:
             source = (await self._store.get_request(record.source_id) if record.source_id
                       else record)
-            text = await self._store.result_json(source.id) if source else None
-            if source is None or text is None:
+            stored = await self._store.stored_result(source.id) if source else None
+            if source is None or stored is None:
                 await self._store.mark_failed(record.id, kind="missing_result",
                                               detail="result not found", now=self._clock())
                 return
-            result = codec.loads(text)
+            result = codec.unpack(stored)
             if (record.source_id and source.received_at
                     and record.created_at > source.received_at):
                 cached_at = source.received_at

@@ -345,7 +345,7 @@ class StoriesService(ChatAdmin):
 
     async def _accept_result(self, request_id: int, result: StoriesResult) -> bool:
         received = await self._store.receive_result(
-            request_id, codec.dumps(result), credits=result.credits_charged,
+            request_id, codec.pack(result), credits=result.credits_charged,
             api_request_id=result.api_request_id, now=self._clock())
         if not received.changed:
             return False

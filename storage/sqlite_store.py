@@ -381,7 +381,7 @@ class SqliteStore:
         await self._run(lambda: self.db.execute(
             "UPDATE requests SET status_ref=? WHERE id=?", [status_ref, request_id]))
 
-    def _receive(self, request_id: int, *, state: RequestState, result_json: str | None,
+    def _receive(self, request_id: int, *, state: RequestState, result: bytes | None,
                  kind: str | None, detail: str | None, credits: int,
                  api_request_id: str | None, now: datetime) -> Received:
         with self._tx():
@@ -397,11 +397,11 @@ class SqliteStore:
             if not updated:
                 return Received(False, self._get_request(request_id))
             record = updated[0]
-            if result_json is not None:
+            if result is not None:
                 self.db.execute(
-                    "INSERT INTO results(request_id, result_json) VALUES (?, ?)"
-                    " ON CONFLICT(request_id) DO UPDATE SET result_json=excluded.result_json",
-                    [request_id, result_json])
+                    "INSERT INTO results(request_id, result) VALUES (?, ?)"
+                    " ON CONFLICT(request_id) DO UPDATE SET result=excluded.result",
+                    [request_id, result])
             self._ledger(record.origin.chat, request_id, "charge", credits, 0,
                          kind or "result", now)
             followers = self._settle_followers(record, state, kind, detail, now)
@@ -410,16 +410,16 @@ class SqliteStore:
                 [str(record.origin.chat)]).fetchone()
         return Received(True, record, tuple(followers), bool(caps and caps[0]))
 
-    async def receive_result(self, request_id: int, result_json: str, *, credits: int,
+    async def receive_result(self, request_id: int, result: bytes, *, credits: int,
                              api_request_id: str | None, now: datetime) -> Received:
         return await self._run(lambda: self._receive(
-            request_id, state=RequestState.RECEIVED, result_json=result_json, kind=None,
+            request_id, state=RequestState.RECEIVED, result=result, kind=None,
             detail=None, credits=credits, api_request_id=api_request_id, now=now))
 
     async def receive_failure(self, request_id: int, *, kind: str, detail: str, credits: int,
                               api_request_id: str | None, now: datetime) -> Received:
         return await self._run(lambda: self._receive(
-            request_id, state=RequestState.FAILED, result_json=None, kind=kind, detail=detail,
+            request_id, state=RequestState.FAILED, result=None, kind=kind, detail=detail,
             credits=credits, api_request_id=api_request_id, now=now))
 
     async def keep_raw_body(self, request_id: int, body: str) -> None:
@@ -428,10 +428,11 @@ class SqliteStore:
             " ON CONFLICT(request_id) DO UPDATE SET raw_body=excluded.raw_body",
             [request_id, body]))
 
-    async def result_json(self, request_id: int) -> str | None:
-        def work() -> str | None:
+    async def stored_result(self, request_id: int) -> bytes | str | None:
+        """The result as stored (`bot.codec.unpack` reads it)."""
+        def work() -> bytes | str | None:
             row = self.db.execute(
-                "SELECT result_json FROM results WHERE request_id=?", [request_id]).fetchone()
+                "SELECT result FROM results WHERE request_id=?", [request_id]).fetchone()
             return row[0] if row else None
 
         return await self._run(work)

@@ -51,6 +51,15 @@ def test_real_payloads_take_the_fast_path_with_the_same_result(name: str, key: s
     assert result_or_error(fast, username="x") == result_or_error(body, username="x")
 
 
+def test_a_result_is_stored_compressed_and_read_back_in_either_form() -> None:
+    reel = json.loads((DATA / "ig-reel-2026-natgeo-3-videos.json").read_text())["reel"]
+    result = result_or_error(envelope(reel), username="natgeo")
+    packed = codec.pack(result)
+    assert isinstance(packed, bytes) and len(packed) < len(codec.dumps(result)) / 2
+    assert codec.unpack(packed) == result
+    assert codec.unpack(codec.dumps(result)) == result  # JSON text, as stored before
+
+
 def test_other_shapes_fall_back_to_plain_json() -> None:
     body = {"success": "true", "data": {"items": ["not a dict"]}}
     assert decode_body(json.dumps(body).encode()) == body

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.models import ChatRef, Origin
+from bot import codec
+from bot.models import ChatRef, MediaKind, MediaVariant, Origin, Profile, StoriesResult, StoryItem
 from storage import sqlite_store
 from storage.crypto import KeyCipher, load_or_create_secret
 from storage.sqlite_store import SqliteStore
@@ -67,11 +68,20 @@ async def test_migrations_are_idempotent(tmp_path: Path) -> None:
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         versions = [r[0] for r in store.db.execute("SELECT version FROM schema_migrations")]
-        assert versions == [1, 2, 3]
+        assert versions == [1, 2, 3, 4]
         await store.close()
 
 
-async def test_v2_database_keeps_results_and_progress_through_migration_3(
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+RESULT = StoriesResult(
+    profile=Profile("natgeo", full_name="National Geographic"),
+    items=(StoryItem(id="1", kind=MediaKind.PHOTO,
+                     variants=(MediaVariant("https://cdn.example/1.jpg", 1080, 1920),),
+                     taken_at=NOW, expiring_at=NOW + timedelta(hours=24)),),
+    credits_charged=1, api_request_id="r1")
+
+
+async def test_v2_database_keeps_results_and_progress_through_migrations_3_and_4(
         tmp_path: Path) -> None:
     """A database written by the previous release (results inside `requests`, progress in a
     rowid table) is migrated in place: a received result is still delivered after the
@@ -90,19 +100,22 @@ async def test_v2_database_keeps_results_and_progress_through_migration_3(
                  " VALUES ('telegram:1', 'telegram', 0, 0)")
     conn.execute("INSERT INTO requests(id, chat_id, user_id, username, state, created_at,"
                  " updated_at, deadline_at, result_json, raw_body)"
-                 " VALUES (7, 'telegram:1', '5', 'natgeo', 'received', 0, 0, 0, '{\"r\": 1}',"
-                 " NULL), (8, 'telegram:1', '5', 'odd', 'processing', 0, 0, 0, NULL, 'weird')")
+                 " VALUES (7, 'telegram:1', '5', 'natgeo', 'received', 0, 0, 0, ?,"
+                 " NULL), (8, 'telegram:1', '5', 'odd', 'processing', 0, 0, 0, NULL, 'weird')",
+                 [codec.dumps(RESULT)])
     conn.execute("INSERT INTO deliveries VALUES (7, 'a', 'sent', 0), (7, 'b', 'sending', 0)")
     conn.close()
 
     store = SqliteStore(path, KeyCipher("s"))
     await store.open()
-    assert await store.result_json(7) == '{"r": 1}'
+    assert codec.unpack(await store.stored_result(7)) == RESULT  # JSON text, as it was
     assert await store.item_states(7) == {"a": "sent", "b": "sending"}
     assert store.db.execute("SELECT raw_body FROM results WHERE request_id=8").fetchone() == (
         "weird",)
     columns = {row[1] for row in store.db.execute("PRAGMA table_info(requests)")}
     assert "result_json" not in columns and "raw_body" not in columns
+    columns = {row[1] for row in store.db.execute("PRAGMA table_info(results)")}
+    assert columns == {"request_id", "result", "raw_body"}
     await store.mark_items(7, ["b", "c"], "sent", now=datetime.now(UTC))
     assert await store.item_states(7) == {"a": "sent", "b": "sent", "c": "sent"}
     await store.close()
