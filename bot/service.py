@@ -56,6 +56,12 @@ Clock = Callable[[], datetime]
 LONG_QUEUE = 5.0  # seconds of client-side rate-limit wait worth telling the user about
 MAX_QUEUE = 600.0  # beyond this, refuse instead of queueing
 API_REQUEST_STEP = 0.001  # seconds: the CPU from the status message to the API request
+# Stories live 24 hours: the result of a request that ended two days ago is never posted again
+# (nor shared: a shared fetch is at most `cache_ttl` old), so its result and delivery progress
+# are dropped, hourly, a batch of requests per store call (each a few ms on the event loop).
+RESULTS_KEPT = timedelta(hours=48)
+PRUNE_EVERY = timedelta(hours=1)
+PRUNE_BATCH = 100
 
 
 def user_text(error: StoriesBotError, platform: str) -> str:
@@ -464,18 +470,36 @@ class StoriesService(ChatAdmin):
             self._notify_changed()
         return len(expired)
 
+    async def prune(self) -> int:
+        """Drop the results and delivery progress of requests that ended more than
+        `RESULTS_KEPT` (or twice `cache_ttl`) ago; how many requests."""
+        kept = max(RESULTS_KEPT, timedelta(seconds=2 * self._settings.cache_ttl))
+        before = self._clock() - kept
+        total = 0
+        while pruned := await self._store.prune(finished_before=before, batch=PRUNE_BATCH):
+            total += pruned
+            if pruned < PRUNE_BATCH:
+                break
+        if total:
+            log.info("dropped the stored results of %d requests that ended before %s", total,
+                     f"{before:%Y-%m-%d %H:%M} UTC")
+        return total
+
     async def _sweep(self) -> None:
+        next_prune = self._clock()
         while True:
             self._wake_sweeper.clear()
             try:
                 await self.expire_due()
+                if self._clock() >= next_prune:
+                    next_prune = self._clock() + PRUNE_EVERY
+                    await self.prune()
                 deadline = await self._store.next_deadline()
             except Exception:
                 log.exception("expiry sweep failed")
                 deadline = self._clock() + timedelta(seconds=5)
-            timeout = None
-            if deadline is not None:
-                timeout = max(0.01, (deadline - self._clock()).total_seconds() + 0.01)
+            deadline = min(deadline, next_prune) if deadline is not None else next_prune
+            timeout = max(0.01, (deadline - self._clock()).total_seconds() + 0.01)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_sweeper.wait(), timeout)
 

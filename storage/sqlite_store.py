@@ -475,6 +475,29 @@ class SqliteStore:
 
         return await self._run(work)
 
+    async def prune(self, *, finished_before: datetime, batch: int = 500) -> int:
+        """Drop the stored results and delivery progress of at most `batch` requests that
+        ended before `finished_before` and that no open request shares; how many requests.
+        (Stories live 24 hours: an old result is never posted again, and 23 stories' result
+        and progress are ~7 KB a request.) The requests and the ledger stay."""
+        def work() -> int:
+            with self._tx():
+                ids = [row[0] for row in self.db.execute(
+                    "WITH kept(id) AS (SELECT request_id FROM results"
+                    "                  UNION SELECT request_id FROM deliveries)"
+                    " SELECT q.id FROM kept JOIN requests q ON q.id = kept.id"
+                    " WHERE q.state IN ('delivered','failed','expired')"
+                    "   AND COALESCE(q.finished_at, q.updated_at) < ?"
+                    "   AND NOT EXISTS (SELECT 1 FROM requests f WHERE f.source_id = q.id"
+                    "                   AND f.state NOT IN ('delivered','failed','expired'))"
+                    " LIMIT ?", [_ts(finished_before), batch])]
+                for table in ("results", "deliveries"):
+                    self.db.conn.executemany(f"DELETE FROM {table} WHERE request_id=?",  # noqa: S608
+                                        [(i,) for i in ids])
+                return len(ids)
+
+        return await self._run(work)
+
     async def next_deadline(self) -> datetime | None:
         def work() -> datetime | None:
             row = self.db.execute(
@@ -555,8 +578,9 @@ class SqliteStore:
         for record in followers:
             self.db.execute(
                 "UPDATE requests SET state=?, error_kind=?, error_detail=?, received_at=?,"
-                " updated_at=? WHERE id=?",
-                [state.value, kind, detail, _ts(now), _ts(now), record.id],
+                " updated_at=?, finished_at=CASE WHEN ?='failed' THEN ? END WHERE id=?",
+                [state.value, kind, detail, _ts(now), _ts(now), state.value, _ts(now),
+                 record.id],
             )
             if state is RequestState.RECEIVED:
                 self._ledger(record.origin.chat, record.id, "shared", 0, source.credits_charged,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 
@@ -282,3 +283,29 @@ async def test_a_redelivered_command_is_handled_once(make_app: AppFactory,
     await app.wait_idle(timeout=10)
     assert len(emulator.requests) == 1
     assert len(chat.items()) == 5
+
+
+async def test_old_results_are_dropped_when_the_bot_starts(make_app: AppFactory,
+                                                            emulator: Emulator) -> None:
+    """A result two days old is never posted again: the sweeper drops it (and the delivery
+    progress) at start, then hourly; the request and the ledger stay."""
+    app, chat = await make_app()
+    await set_key(app)
+    await app.service.request_stories(origin(), "natgeo")
+    await app.wait_idle(timeout=10)
+    [record] = await app.store.requests_in_state(RequestState.DELIVERED)
+    assert await app.store.stored_result(record.id) is not None
+    await app.service.prune()  # ended just now: kept
+    assert await app.store.stored_result(record.id) is not None
+    await app.stop(timeout=2)
+    path = app.settings.database_path
+    with sqlite3.connect(path) as conn:  # as if it had ended three days ago
+        conn.execute("UPDATE requests SET finished_at = finished_at - 3 * 86400")
+    again, _ = await make_app()
+    deadline = asyncio.get_running_loop().time() + 10
+    while await again.store.stored_result(record.id) is not None:
+        assert asyncio.get_running_loop().time() < deadline, "not pruned"
+        await asyncio.sleep(0.01)
+    assert await again.store.item_states(record.id) == {}
+    assert (await again.store.get_request(record.id)).state is RequestState.DELIVERED
+    assert await again.store.ledger_total() == emulator.total_charged == 1

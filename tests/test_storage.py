@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from bot import codec
-from bot.models import ChatRef, MediaKind, MediaVariant, Origin, Profile, StoriesResult, StoryItem
+from bot.models import (
+    ChatRef,
+    MediaKind,
+    MediaVariant,
+    Origin,
+    Profile,
+    RequestState,
+    StoriesResult,
+    StoryItem,
+)
 from storage import sqlite_store
 from storage.crypto import KeyCipher, load_or_create_secret
 from storage.sqlite_store import SqliteStore
@@ -228,3 +237,52 @@ def test_routing_data_is_not_shown_by_repr() -> None:
                     reply={"interaction_token": "aW50ZXJhY3Rpb246c2VjcmV0", "channel_id": 7})
     assert "aW50ZXJhY3Rpb246c2VjcmV0" not in repr(origin)
     assert "channel_id, interaction_token" in repr(origin)
+
+
+async def test_prune_drops_old_results_and_progress_but_nothing_still_needed(
+        tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "bot.sqlite3", KeyCipher("s"))
+    await store.open()
+    old, recent = NOW - timedelta(days=3), NOW - timedelta(hours=1)
+    packed = codec.pack(RESULT)
+
+    async def request(name: str, at: datetime, *, source_id: int | None = None) -> int:
+        record = await store.create_request(
+            Origin(ChatRef("telegram", "1"), "5"), name, token_hash=None, key_fingerprint=None,
+            now=at, deadline=at + timedelta(minutes=5), source_id=source_id)
+        await store.mark_processing(record.id, api_request_id=None, now=at)
+        return record.id
+
+    async def delivered(name: str, at: datetime) -> int:
+        request_id = await request(name, at)
+        await store.receive_result(request_id, packed, credits=1, api_request_id=None, now=at)
+        await store.mark_items(request_id, ["1"], "sent", now=at)
+        await store.mark_delivered(request_id, now=at)
+        return request_id
+
+    gone = [await delivered("old", old), await delivered("old2", old)]
+    kept = [await delivered("recent", recent)]
+    shared = await delivered("shared", old)  # an open request still posts its result
+    follower = await request("shared", NOW, source_id=shared)
+    kept.append(shared)
+    waiting = await request("waiting", old)  # received, not yet delivered
+    await store.receive_result(waiting, packed, credits=1, api_request_id=None, now=old)
+    kept.append(waiting)
+    odd = await request("odd", old)  # a body of unknown shape, then expired
+    await store.keep_raw_body(odd, "weird")
+    assert [r.id for r in await store.expire_due(old + timedelta(minutes=10))] == [odd]
+    gone.append(odd)
+
+    assert await store.prune(finished_before=NOW - timedelta(days=2), batch=2) == 2
+    assert await store.prune(finished_before=NOW - timedelta(days=2), batch=2) == 1
+    assert await store.prune(finished_before=NOW - timedelta(days=2), batch=2) == 0
+    for request_id in gone:
+        assert await store.stored_result(request_id) is None
+        assert await store.item_states(request_id) == {}
+        assert await store.get_request(request_id) is not None  # the request itself stays
+    for request_id in kept:
+        assert codec.unpack(await store.stored_result(request_id)) == RESULT
+    assert await store.item_states(shared) == {"1": "sent"}
+    assert await store.ledger_total() == 5  # what was charged stays on the ledger
+    assert (await store.get_request(follower)).state is RequestState.PROCESSING
+    await store.close()
