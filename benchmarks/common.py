@@ -296,7 +296,12 @@ def _step_name(handle: asyncio.Handle) -> str:
             coro = inner
             chain.append(getattr(coro, "__qualname__", "?"))
         return " > ".join(chain[:1] + chain[-2:] if len(chain) > 3 else chain)
-    return getattr(callback, "__qualname__", repr(callback))
+    # Never repr() the callback: a bound method's repr is its object's, and aiohttp's
+    # ClientResponse.__repr__ reads `headers`, a cached property — taken before the response
+    # has started, it stays None and the response fails ("'NoneType' object has no attribute
+    # 'getall'": 1 getUpdates in ~6 stall runs, before this).
+    name = getattr(callback, "__qualname__", None)
+    return name if isinstance(name, str) else type(callback).__qualname__
 
 
 def quiet(*names: str) -> None:
