@@ -109,10 +109,14 @@ class CallbackServer:
 
     async def handle_callback(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
-        record = await self._service.callback_request(token) if TOKEN_RE.fullmatch(token) \
-            else None
         # Unknown tokens and settled requests are answered before the body is read (aiohttp
         # discards what the client still sends): a guess or a replay costs one lookup.
+        try:
+            record = await self._service.callback_request(token) \
+                if TOKEN_RE.fullmatch(token) else None
+        except Exception:
+            log.exception("callback handling failed")
+            return _json(500, {"error": "internal error"})
         if record is None:
             log.info("callback refused: unknown token (404)")
             return _json(404, {"error": "unknown token"})

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import sqlite3
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from bot.app import App
 from bot.emulator import Emulator
@@ -123,6 +125,25 @@ async def test_a_request_expiring_while_its_callback_arrives_is_charged_as_late(
     await app.wait_idle(timeout=10)
     assert chat.items() == []
     assert await app.store.ledger_total() == emulator.total_charged == 1
+
+
+async def test_a_failing_store_gets_a_500_and_the_callback_is_taken_when_resent(
+        make_app: AppFactory, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    app, chat, url, body = await pending_request(make_app, emulator)
+
+    async def locked(token_hash: str) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(app.store, "find_by_token", locked)
+        async with httpx.AsyncClient() as http:
+            failed = await http.post(url, json=body)
+    assert (failed.status_code, failed.json()) == (500, {"error": "internal error"})
+    async with httpx.AsyncClient() as http:  # the API sends it again: nothing was lost
+        assert (await http.post(url, json=body)).status_code == 200
+    await app.wait_idle(timeout=10)
+    assert len(chat.items()) == 5
+    assert await app.store.ledger_total() == 1
 
 
 async def test_bad_json_and_unknown_shapes(make_app: AppFactory, emulator: Emulator) -> None:
