@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 DELIVERY_START = 0.001  # seconds: the CPU of a delivery's first step, booked in `TurnBudget`
 MESSAGE_STEP = 0.001  # and of each further message's
+AFTER_MESSAGE_STEP = 0.0003  # and of what follows a message: planning the next, or the end
 
 
 class StoreTracker:
@@ -53,7 +54,7 @@ class StoreTracker:
         await self._mark(items, "sent")
         # What follows a message (planning the next, the delivery's end) waits for other
         # deliveries' first messages: in a burst, every chat gets its first album sooner.
-        await self._turns.take(0.0, FOLLOW_UP)
+        await self._turns.take(AFTER_MESSAGE_STEP, FOLLOW_UP)
 
     async def _mark(self, items: Sequence[StoryItem], state: str) -> None:
         ids = [i.id for i in items]
