@@ -58,10 +58,11 @@ MAX_QUEUE = 600.0  # beyond this, refuse instead of queueing
 API_REQUEST_STEP = 0.001  # seconds: the CPU from the status message to the API request
 # Stories live 24 hours: the result of a request that ended two days ago is never posted again
 # (nor shared: a shared fetch is at most `cache_ttl` old), so its result and delivery progress
-# are dropped, hourly, a batch of requests per store call (each a few ms on the event loop).
+# are dropped, hourly, a batch of requests per store call (~2 ms on the event loop for 25;
+# 50,000 old requests took 2,001 calls, median 1.7 ms).
 RESULTS_KEPT = timedelta(hours=48)
 PRUNE_EVERY = timedelta(hours=1)
-PRUNE_BATCH = 100
+PRUNE_BATCH = 25
 
 
 def user_text(error: StoriesBotError, platform: str) -> str:
@@ -480,6 +481,7 @@ class StoriesService(ChatAdmin):
             total += pruned
             if pruned < PRUNE_BATCH:
                 break
+            await asyncio.sleep(0)  # store calls do not yield: let the loop run between batches
         if total:
             log.info("dropped the stored results of %d requests that ended before %s", total,
                      f"{before:%Y-%m-%d %H:%M} UTC")

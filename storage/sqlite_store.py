@@ -475,26 +475,33 @@ class SqliteStore:
 
         return await self._run(work)
 
-    async def prune(self, *, finished_before: datetime, batch: int = 500) -> int:
+    async def prune(self, *, finished_before: datetime, batch: int = 25) -> int:
         """Drop the stored results and delivery progress of at most `batch` requests that
         ended before `finished_before` and that no open request shares; how many requests.
         (Stories live 24 hours: an old result is never posted again, and 23 stories' result
-        and progress are ~7 KB a request.) The requests and the ledger stay."""
+        and progress are ~7 KB a request.) The requests and the ledger stay. Each table is
+        walked from its oldest rows (request ids grow with time; CROSS JOIN keeps SQLite from
+        walking all requests, pruned ones included, instead), so a batch costs about its size
+        however long the history."""
         def work() -> int:
+            ended = _ts(finished_before)
             with self._tx():
-                ids = [row[0] for row in self.db.execute(
-                    "WITH kept(id) AS (SELECT request_id FROM results"
-                    "                  UNION SELECT request_id FROM deliveries)"
-                    " SELECT q.id FROM kept JOIN requests q ON q.id = kept.id"
-                    " WHERE q.state IN ('delivered','failed','expired')"
-                    "   AND COALESCE(q.finished_at, q.updated_at) < ?"
-                    "   AND NOT EXISTS (SELECT 1 FROM requests f WHERE f.source_id = q.id"
-                    "                   AND f.state NOT IN ('delivered','failed','expired'))"
-                    " LIMIT ?", [_ts(finished_before), batch])]
+                ids: set[int] = set()
                 for table in ("results", "deliveries"):
-                    self.db.conn.executemany(f"DELETE FROM {table} WHERE request_id=?",  # noqa: S608
-                                        [(i,) for i in ids])
-                return len(ids)
+                    ids.update(row[0] for row in self.db.execute(
+                        f"SELECT DISTINCT t.request_id FROM {table} t"  # noqa: S608
+                        " CROSS JOIN requests q ON q.id = t.request_id"  # t drives: see above
+                        " WHERE q.state IN ('delivered','failed','expired')"
+                        "   AND COALESCE(q.finished_at, q.updated_at) < ?"
+                        "   AND NOT EXISTS (SELECT 1 FROM requests f WHERE f.source_id = q.id"
+                        "                   AND f.state NOT IN ('delivered','failed','expired'))"
+                        " LIMIT ?", [ended, batch]))
+                chosen = sorted(ids)[:batch]
+                for table in ("results", "deliveries"):
+                    self.db.conn.executemany(
+                        f"DELETE FROM {table} WHERE request_id=?",  # noqa: S608
+                        [(i,) for i in chosen])
+                return len(chosen)
 
         return await self._run(work)
 
