@@ -3,8 +3,10 @@ answers 200 (`/callbacks/{token}`), with the callback server's own runner option
 show where the bot's time goes, the same plus `json.loads` (`/json/{token}`: what decoding
 the whole document costs), and the bare handler plus the bot's own parsing of the result into
 its domain objects and their stored form (`/parse/{token}`: `decode_body` + `result_or_error` +
-`codec.dumps`, what any accepted callback costs before the store is touched). Whatever
-the bot does beyond the bare handler is its overhead.
+`codec.dumps`, what any accepted callback costs before the store is touched), and that plus
+one SQLite transaction storing the result as the bot stores it (`/persist/{token}`: `codec.pack`,
+one INSERT, a WAL database with the store's pragmas — the least a bot that loses nothing must
+do before answering). Whatever the bot does beyond the bare handler is its overhead.
 
 And the reference for the latency figure (`/first/{chat_id}/{token}`): the least any bot
 must do between a callback's arrival and its first call on the chat platform — read the body,
@@ -19,6 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import tempfile
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -89,12 +94,37 @@ class FirstCall:
         return web.Response(status=200, body=OK, content_type="application/json")
 
 
+class Persist:
+    """`/persist/{token}`: the parse reference, then the result stored in one transaction."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="bench-bare-")
+        self._db = sqlite3.connect(Path(self._dir.name) / "bare.sqlite3", isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE results (token TEXT PRIMARY KEY, result BLOB)")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        result = result_or_error(decode_body(await request.read()), username="manystories")
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)",
+                         [request.match_info["token"], codec.pack(result)])
+        self._db.execute("COMMIT")
+        return web.Response(status=200, body=OK, content_type="application/json")
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
+
+
 async def main() -> None:
     first = FirstCall()
+    persist = Persist()
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/callbacks/{token}", handle)
     app.router.add_post("/json/{token}", handle_json)
     app.router.add_post("/parse/{token}", handle_parse)
+    app.router.add_post("/persist/{token}", persist.handle)
     app.router.add_post("/first/{chat_id}/{token}", first.handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
     await runner.setup()
@@ -108,6 +138,7 @@ async def main() -> None:
     async def stop() -> None:
         await first.close()
         await runner.cleanup()
+        persist.close()
 
     await serve({"url": url, "telegram": first.telegram, "stamps": first.stamps}, on_stop=stop)
 

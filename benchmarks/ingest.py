@@ -66,13 +66,14 @@ REFERENCES = {  # route on the bare process -> what it does
     "bare": ("callbacks", "bare aiohttp handler: read the body, answer 200"),
     "json": ("json", "bare + json.loads"),
     "parse": ("parse", "bare + the bot's decoding, parsing and encoding of the result"),
+    "persist": ("persist", "parse + the result stored in one SQLite transaction"),
 }
 
 
 async def run(quick: bool) -> list[Row]:
     rounds, warmup, concurrency = (1, 100, 32) if quick else (3, 300, 32)
-    counts = ({"bare": 1500, "json": 500, "parse": 300, "bot": 300} if quick
-              else {"bare": 5000, "json": 1500, "parse": 900, "bot": 1200})
+    counts = ({"bare": 1500, "json": 500, "parse": 300, "persist": 300, "bot": 300} if quick
+              else {"bare": 5000, "json": 1500, "parse": 900, "persist": 900, "bot": 1200})
     body = await manystories_body()
     bare = Child("benchmarks.bare")
     bot = Child("benchmarks.botproc", name="bot-ingest")
