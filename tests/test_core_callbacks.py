@@ -102,12 +102,14 @@ async def test_guesses_and_replays_are_answered_without_reading_the_body(
     reader, writer = await open_post(guess, 10_000_000, b'{"success": tr')
     assert await answer_of(reader) == (404, {"error": "unknown token"})
     writer.close()
+    await writer.wait_closed()
     async with httpx.AsyncClient() as http:
         assert (await http.post(url, json=body)).status_code == 200
     await app.wait_idle(timeout=10)
     reader, writer = await open_post(url, 10_000_000)  # a replay of a delivered request
     assert await answer_of(reader) == (200, {"status": "duplicate"})
     writer.close()
+    await writer.wait_closed()
     assert len(chat.items()) == 5
     assert await app.store.ledger_total() == 1
 
@@ -122,6 +124,7 @@ async def test_a_request_expiring_while_its_callback_arrives_is_charged_as_late(
     writer.write(data[100:])
     assert await answer_of(reader) == (200, {"status": "late"})
     writer.close()
+    await writer.wait_closed()
     await app.wait_idle(timeout=10)
     assert chat.items() == []
     assert await app.store.ledger_total() == emulator.total_charged == 1
