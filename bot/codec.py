@@ -1,5 +1,5 @@
-"""A compact JSON form of `StoriesResult` (`dumps`/`loads`), and the form the store keeps
-(`pack`/`unpack`: that JSON, compressed).
+"""A compact JSON form of `StoriesResult` (`dumps`), and the form the store keeps (`pack`:
+that JSON, compressed); `unpack` reads either.
 
 The raw API body (often 100 KB of fields we ignore) is parsed once, when it arrives; what is
 kept is this normalised form, enough to deliver after a restart.
@@ -18,10 +18,6 @@ def dumps(result: StoriesResult) -> str:
     """Timestamps as numbers; renditions as `[url, width, height]` (`MediaVariant` is an
     array-like struct)."""
     return _encode(result).decode()
-
-
-def loads(text: str | bytes) -> StoriesResult:
-    return _DECODER.decode(text)
 
 
 def pack(result: StoriesResult) -> bytes:

@@ -138,7 +138,7 @@ def test_loose_items(read: Read) -> None:
     assert result.api_request_id == "77"
     assert result.credits_charged == 2
     assert result.skipped_items == 6  # unknown type, no URL, 3 junk entries, one duplicate
-    assert codec.loads(codec.dumps(result)) == result
+    assert codec.unpack(codec.dumps(result)) == result
 
 
 @pytest.mark.parametrize("body,error", [
