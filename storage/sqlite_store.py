@@ -49,6 +49,8 @@ WRITER_CHECKPOINT_PAGES = 4000  # ~16 MB of WAL
 T = TypeVar("T")
 
 _OPEN_STATES = (RequestState.SUBMITTED.value, RequestState.PROCESSING.value)
+# The final states as an SQL list, `('delivered','failed','expired')` (from the enum's own values).
+_FINAL_SQL = "(" + ",".join(f"'{s.value}'" for s in RequestState if s.is_final) + ")"
 
 
 def _ts(value: datetime) -> float:
@@ -447,8 +449,8 @@ class SqliteStore:
                           now: datetime) -> bool:
         def work() -> bool:
             cursor = self.db.execute(
-                "UPDATE requests SET state=?, error_kind=?, error_detail=?, updated_at=?,"
-                " finished_at=? WHERE id=? AND state NOT IN ('delivered','failed','expired')",
+                "UPDATE requests SET state=?, error_kind=?, error_detail=?, updated_at=?,"  # noqa: S608
+                f" finished_at=? WHERE id=? AND state NOT IN {_FINAL_SQL}",
                 [RequestState.FAILED.value, kind, detail[:500], _ts(now), _ts(now), request_id],
             )
             return cursor.rowcount > 0
@@ -491,10 +493,10 @@ class SqliteStore:
                     ids.update(row[0] for row in self.db.execute(
                         f"SELECT DISTINCT t.request_id FROM {table} t"  # noqa: S608
                         " CROSS JOIN requests q ON q.id = t.request_id"  # t drives: see above
-                        " WHERE q.state IN ('delivered','failed','expired')"
+                        f" WHERE q.state IN {_FINAL_SQL}"
                         "   AND COALESCE(q.finished_at, q.updated_at) < ?"
                         "   AND NOT EXISTS (SELECT 1 FROM requests f WHERE f.source_id = q.id"
-                        "                   AND f.state NOT IN ('delivered','failed','expired'))"
+                        f"                   AND f.state NOT IN {_FINAL_SQL})"
                         " LIMIT ?", [ended, batch]))
                 chosen = sorted(ids)[:batch]
                 for table in ("results", "deliveries"):
