@@ -74,32 +74,25 @@ async def measure(*, chats: int, rate_limiter: bool, serial: bool = False,
             await asyncio.sleep(2.0)  # let the status messages' rate-limit budget refill
             await world.call("stamp_begin")
             bodies = [(url, json.dumps(body).encode()) for url, body, _ in pairs]
-            connector = aiohttp.TCPConnector(limit=chats)
-            headers = {"Content-Type": "application/json", "User-Agent": CALLBACK_UA}
-            async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-
-                async def post(url: str, data: bytes) -> int:
-                    async with session.post(url, data=data) as response:
-                        await response.read()
-                        return response.status
-
+            async with _callback_session(chats) as session:
                 if serial:
                     statuses = []
                     for done, (url, data) in enumerate(bodies, start=1):
-                        statuses.append(await post(url, data))
+                        statuses.append(await _post(session, url, data))
                         await bot.call("wait_states", states=["delivered"], count=done)
                         # A delivery of 23 stories is 4 messages: spaced so, the bot stays
                         # under Telegram's 30 a second and the limiter holds nothing back
                         # (back to back, the limiter's queue would be what is measured).
                         await asyncio.sleep(SERIAL_SPACING)
                 else:
-                    statuses = await asyncio.gather(*(post(url, data) for url, data in bodies))
+                    statuses = await asyncio.gather(*(_post(session, url, data)
+                                                      for url, data in bodies))
             first = await world.call("first_calls", chat_ids=chat_ids, timeout=120)
             stamps = await bot.call("stamps")
             await bot.call("wait_states", states=["delivered"], count=chats, timeout=300)
             summary = await world.call("summary")
             if bare is not None:
-                reference_added = await _reference(bare, world, pairs, chat_ids, where)
+                reference_added = await _reference(bare, world, pairs, bodies, chat_ids, where)
         finally:
             await asyncio.gather(bot.close(), world.close(), *([bare.close()] if bare else []))
     added, core, methods = [], [], {}
@@ -116,27 +109,33 @@ async def measure(*, chats: int, rate_limiter: bool, serial: bool = False,
             "calls": summary["calls"], "reference_added": reference_added}
 
 
-async def _reference(bare: Child, world: Child, pairs: list[Any], chat_ids: list[int],
+def _callback_session(connections: int) -> aiohttp.ClientSession:
+    """The runner's client, as the API posts callbacks."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections),
+        headers={"Content-Type": "application/json", "User-Agent": CALLBACK_UA})
+
+
+async def _post(session: aiohttp.ClientSession, url: str, data: bytes) -> int:
+    async with session.post(url, data=data) as response:
+        await response.read()
+        return response.status
+
+
+async def _reference(bare: Child, world: Child, pairs: list[Any],
+                     bodies: list[tuple[str, bytes]], chat_ids: list[int],
                      where: dict[str, Any]) -> list[float]:
     """The same callbacks, at once, to the bare reference: arrival -> its one call."""
     await bare.call("telegram", url=where["telegram_url"], token=where["telegram_token"],
                     connections=len(pairs))
     base = await bare.call("url")
     await world.call("stamp_begin")
-    chat_of = {username: chat_ids[int(username.removeprefix("lat"))]
-               for _url, _body, username in pairs}
-    posts = [(f"{base}/first/{chat_of[username]}/{url.rsplit('/', 1)[-1]}",
-              json.dumps(body).encode(), chat_of[username]) for url, body, username in pairs]
-    headers = {"Content-Type": "application/json", "User-Agent": CALLBACK_UA}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=len(posts)),
-                                     headers=headers) as session:
-
-        async def post(url: str, data: bytes) -> None:
-            async with session.post(url, data=data) as response:
-                await response.read()
-                assert response.status == 200, response.status
-
-        await asyncio.gather(*(post(url, data) for url, data, _ in posts))
+    chats = [chat_ids[int(username.removeprefix("lat"))] for _url, _body, username in pairs]
+    posts = [(f"{base}/first/{chat}/{url.rsplit('/', 1)[-1]}", data, chat)
+             for (url, data), chat in zip(bodies, chats, strict=True)]
+    async with _callback_session(len(posts)) as session:
+        statuses = await asyncio.gather(*(_post(session, url, data) for url, data, _ in posts))
+    assert set(statuses) == {200}, statuses
     first = await world.call("first_calls", chat_ids=chat_ids, timeout=120)
     arrivals = await bare.call("stamps")
     return [first[str(chat)][0] - arrivals[url.rsplit("/", 1)[-1]] for url, _, chat in posts]
